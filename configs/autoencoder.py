@@ -1,0 +1,41 @@
+r"""The seed's convolutional autoencoder (16-8-8) on MNIST.
+
+  python -m gan_aec.main --config=configs/autoencoder.py --workdir=runs/autoencoder
+
+Variants: `configs/autoencoder.py:smoke` (a few steps on tiny batches, for tests).
+Outputs: figures/reconstructions.png (test digits over their reconstructions), eval_loss (mean
+sigmoid cross-entropy per pixel, the seed's figure) and eval_psnr in metrics.jsonl.
+"""
+
+import ml_collections
+
+from gan_aec import config_lib
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.model = 'autoencoder'
+  config.seed = 0
+  config.dataset = config_lib.dataset_config('mnist')
+
+  # Model: encoder Conv widths (each followed by a 2x2 max pool), decoder Conv widths (each after a
+  # nearest resize back to 7, 14, 28), then a 1-channel logits Conv. Code: 4x4x8 = 128 values.
+  config.encoder_features = (16, 8, 8)
+  config.decoder_features = (8, 8, 16)
+  config.noise_std = 0.0  # No input corruption: a plain autoencoder.
+
+  # Training as in the seed: Adam 1e-3, batch 200, 20 epochs of the 60,000 digits = 6,000 steps.
+  config.learning_rate = 1e-3
+  config.batch_size = 200
+  config.num_train_steps = 6000
+  config.eval_batch_size = 1000
+
+  config.log_every_steps = 100
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+
+  if arg == 'smoke':
+    config_lib.apply_smoke(config)
+  elif arg:
+    raise ValueError(f'Unknown variant {arg!r} of configs/autoencoder.py; known: smoke.')
+  return config

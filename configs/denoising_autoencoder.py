@@ -1,0 +1,42 @@
+r"""The seed's denoising autoencoder (32-32-16) on MNIST with Gaussian input noise 0.5.
+
+  python -m gan_aec.main --config=configs/denoising_autoencoder.py --workdir=runs/denoising
+
+Variants: `configs/denoising_autoencoder.py:smoke` (a few steps on tiny batches, for tests).
+The input is clip(x + 0.5 * N(0, 1), 0, 1) and the target the clean digit. Outputs:
+figures/denoising.png (noisy, denoised and clean rows), eval_loss, eval_psnr and eval_input_psnr
+(the noisy input's PSNR: the baseline the model must beat).
+Differs from the seed: its graph fed conv4 to the last upsample, leaving conv5 dead; we wire conv5.
+"""
+
+import ml_collections
+
+from gan_aec import config_lib
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.model = 'denoising_autoencoder'
+  config.seed = 0
+  config.dataset = config_lib.dataset_config('mnist')
+
+  # Model: encoder widths 32-32-16 (code 4x4x16), decoder 16-32-32, then 1-channel logits.
+  config.encoder_features = (32, 32, 16)
+  config.decoder_features = (16, 32, 32)
+  config.noise_std = 0.5  # Std of the Gaussian noise added to inputs in [0, 1] before clipping.
+
+  # Training as in the seed: Adam 1e-3, batch 200, 100 epochs of the 60,000 digits = 30,000 steps.
+  config.learning_rate = 1e-3
+  config.batch_size = 200
+  config.num_train_steps = 30000
+  config.eval_batch_size = 1000
+
+  config.log_every_steps = 100
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+
+  if arg == 'smoke':
+    config_lib.apply_smoke(config)
+  elif arg:
+    raise ValueError(f'Unknown variant {arg!r} of configs/denoising_autoencoder.py; known: smoke.')
+  return config

@@ -1,0 +1,50 @@
+"""The seed's convolutional autoencoder as a Flax module (both the plain and the denoising widths).
+
+Encoder: three Conv(3x3, SAME, relu) each followed by a 2x2 max pool (28 -> 14 -> 7 -> 4).
+Decoder: nearest resize to 7, 14 and 28, each followed by Conv(3x3, relu), then Conv(1, 3x3) logits.
+  - autoencoder:           encoder 16-8-8,  decoder 8-8-16   (code 4x4x8 = 128 values)
+  - denoising autoencoder: encoder 32-32-16, decoder 16-32-32 (code 4x4x16)
+The seed's denoising graph fed conv4 (not conv5) to the last upsample, leaving conv5 dead; this
+module always wires the decoder in sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+
+from gan_aec import layers
+
+
+class ConvAutoencoder(nn.Module):
+  """Maps images [B, H, W, C] in [0, 1] to reconstruction logits [B, H, W, C] (float32)."""
+  encoder_features: Sequence[int] = (16, 8, 8)
+  decoder_features: Sequence[int] = (8, 8, 16)
+  out_channels: int = 1
+
+  def setup(self):
+    self.encoder_convs = [nn.Conv(f, (3, 3), padding='SAME', name=f'encoder_conv{i}')
+                          for i, f in enumerate(self.encoder_features)]
+    self.decoder_convs = [nn.Conv(f, (3, 3), padding='SAME', name=f'decoder_conv{i}')
+                          for i, f in enumerate(self.decoder_features)]
+    self.logits_conv = nn.Conv(self.out_channels, (3, 3), padding='SAME', name='logits_conv')
+
+  def encode(self, images_BHWC: jax.Array) -> tuple[jax.Array, list[tuple[int, int]]]:
+    """Returns the code [B, h, w, encoder_features[-1]] and the spatial sizes to decode back to."""
+    x, sizes = images_BHWC, []
+    for conv in self.encoder_convs:
+      sizes.append(x.shape[1:3])
+      x = layers.max_pool_2x2(nn.relu(conv(x)))
+    return x, sizes[::-1]
+
+  def decode(self, code: jax.Array, sizes: Sequence[tuple[int, int]]) -> jax.Array:
+    x = code
+    for conv, size in zip(self.decoder_convs, sizes):
+      x = nn.relu(conv(layers.nearest_resize(x, size)))
+    return self.logits_conv(x)
+
+  def __call__(self, images_BHWC: jax.Array) -> jax.Array:
+    code, sizes = self.encode(images_BHWC)
+    return self.decode(code, sizes)

@@ -1,0 +1,53 @@
+"""The autoencoder family's hooks for the training loop: state creation, steps, figures."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from gan_aec import figures, train_state
+from gan_aec.autoencoder.model import ConvAutoencoder
+from gan_aec.autoencoder.steps import add_noise, eval_step, train_step
+from gan_aec.mnist_data import Split
+from gan_aec.tasks import Task
+
+NUM_FIGURE_DIGITS = 10
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+  model = ConvAutoencoder(encoder_features=tuple(config.encoder_features),
+                          decoder_features=tuple(config.decoder_features),
+                          out_channels=config.dataset.channels)
+  noise_std = float(config.noise_std)
+
+  def create_state(rng, example_batch):
+    params = model.init(rng, example_batch['image'][:1])['params']
+    return train_state.create(model=model, params=params,
+                              tx=optax.adam(config.learning_rate))
+
+  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
+    clean = test.images[:NUM_FIGURE_DIGITS].astype(np.float32) / 255.0
+    inputs = clean
+    if noise_std:
+      inputs = np.asarray(add_noise(clean, jax.random.key(0), noise_std))
+    recon = np.asarray(jax.nn.sigmoid(model.apply({'params': state.params}, inputs)))
+    if noise_std:
+      rows, titles, name = [inputs, recon, clean], ['noisy', 'denoised', 'clean'], 'denoising'
+    else:
+      rows, titles, name = [clean, recon], ['test digits', 'reconstructed'], 'reconstructions'
+    paths = [figures.save_image_rows(os.path.join(figures_dir, f'{name}_step{step:06d}.png'),
+                                     rows, titles, title=f'{config.model}, step {step}')]
+    if final:
+      paths.append(figures.save_image_rows(os.path.join(figures_dir, f'{name}.png'), rows, titles,
+                                           title=f'{config.model}, step {step}'))
+    return paths
+
+  return Task(create_state=create_state,
+              train_step=functools.partial(train_step, noise_std=noise_std),
+              eval_step=functools.partial(eval_step, noise_std=noise_std),
+              write_figures=write_figures)

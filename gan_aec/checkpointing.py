@@ -1,0 +1,48 @@
+"""The one place that talks to orbax: a run's checkpoints in `WORKDIR/checkpoints/<step>/`.
+
+Orbax writes each checkpoint into a temporary folder and renames it when complete, so a process
+killed mid-save leaves the previous checkpoint as the latest loadable one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  """Saves every `every_steps` steps (and when forced), keeps the newest `max_to_keep`."""
+
+  def __init__(self, workdir: str, every_steps: int, max_to_keep: int = 3):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(every_steps),
+            preservation_policy=ocp.checkpoint_managers.LatestN(max_to_keep),
+            create=True))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def restore(self, abstract_state: Any, step: int | None = None) -> Any:
+    """Restores `step` (default: latest) into the structure, dtypes and shardings of abstract_state."""
+    step = self.latest_step() if step is None else step
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+  def save(self, step: int, state: Any, *, force: bool = False) -> bool:
+    """Saves (asynchronously) if the interval policy says so or `force`; True if a save started."""
+    return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+  def close(self) -> None:
+    """Waits for pending saves to commit."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def abstract_like(state: Any) -> Any:
+  """ShapeDtypeStructs (with shardings) describing `state`, the target a restore fills."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)

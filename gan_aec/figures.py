@@ -1,0 +1,52 @@
+"""PNG figures written into a run's `figures/` folder (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+
+
+def _as_display(image_HWC: np.ndarray) -> tuple[np.ndarray, str | None]:
+  image = np.clip(np.asarray(image_HWC, np.float32), 0.0, 1.0)
+  if image.shape[-1] == 1:
+    return image[..., 0], 'gray'
+  return image, None
+
+
+def save_image_rows(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[str],
+                    title: str | None = None) -> str:
+  """Saves rows of images side by side, one titled row per array.
+
+  Args:
+    path: the PNG to write (folders are created).
+    rows: arrays [N, H, W, C] with values in [0, 1], all with the same N.
+    row_titles: a label for each row, shown on its left.
+    title: optional figure title.
+
+  Returns:
+    The path written.
+  """
+  num_rows, num_cols = len(rows), len(rows[0])
+  fig, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * 0.9 + 1.2, num_rows * 0.95 + 0.4),
+                           squeeze=False)
+  for r, (row, row_title) in enumerate(zip(rows, row_titles)):
+    for c in range(num_cols):
+      ax = axes[r, c]
+      image, cmap = _as_display(row[c])
+      ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation='nearest')
+      ax.set_xticks([])
+      ax.set_yticks([])
+    axes[r, 0].set_ylabel(row_title, rotation=0, ha='right', va='center', fontsize=9)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

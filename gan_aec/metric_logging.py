@@ -1,0 +1,83 @@
+"""Metrics to TensorBoard (clu) and to `WORKDIR/metrics.jsonl`, plus steps/s, images/s and ETA.
+
+`metrics.jsonl` holds one JSON object per line: a `run_start` record each time the run starts or
+resumes (model, dataset source, devices), then `{"step": s, name: value, ...}` records; evaluation
+values are prefixed `eval_`. Only process 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping
+
+from absl import logging
+from clu import metric_writers
+import numpy as np
+
+
+def _plain(value: Any) -> Any:
+  if isinstance(value, (np.generic, np.ndarray)):
+    value = value.item() if np.ndim(value) == 0 else np.asarray(value).tolist()
+  return value
+
+
+class MetricLogger:
+  """Writes scalar metrics to TensorBoard and metrics.jsonl (only when `is_writer`)."""
+
+  def __init__(self, workdir: str, *, is_writer: bool = True):
+    self.is_writer = is_writer
+    self.jsonl_path = os.path.join(workdir, 'metrics.jsonl')
+    # TensorBoard events on process 0 only; progress lines are logged by log_progress instead.
+    self._writer = (metric_writers.SummaryWriter(workdir) if is_writer
+                    else metric_writers.MultiWriter([]))
+
+  def _append(self, record: Mapping[str, Any]) -> None:
+    if self.is_writer:
+      with open(self.jsonl_path, 'a', encoding='utf-8') as f:
+        f.write(json.dumps({k: _plain(v) for k, v in record.items()}) + '\n')
+
+  def write_run_start(self, step: int, info: Mapping[str, Any]) -> None:
+    self._append({'event': 'run_start', 'step': step, **info})
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    scalars = {k: float(_plain(v)) for k, v in scalars.items()}
+    self._append({'step': step, **scalars})
+    self._writer.write_scalars(step, scalars)
+
+  def close(self) -> None:
+    self._writer.flush()
+    self._writer.close()
+
+
+class Progress:
+  """Throughput between two calls and the time left to `total_steps`."""
+
+  def __init__(self, start_step: int, total_steps: int, batch_size: int):
+    self.total_steps, self.batch_size = total_steps, batch_size
+    self._last_step, self._last_time = start_step, time.perf_counter()
+
+  def update(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    steps, seconds = step - self._last_step, now - self._last_time
+    self._last_step, self._last_time = step, now
+    steps_per_s = steps / seconds if seconds > 0 else math.nan
+    return {'steps_per_s': steps_per_s, 'images_per_s': steps_per_s * self.batch_size,
+            'eta_s': (self.total_steps - step) / steps_per_s if steps_per_s > 0 else math.nan}
+
+
+def format_eta(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return '?'
+  minutes, secs = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}:{minutes:02d}:{secs:02d}' if hours else f'{minutes}:{secs:02d}'
+
+
+def log_progress(step: int, total: int, train_metrics: Mapping[str, float],
+                 progress: Mapping[str, float]) -> None:
+  values = ' '.join(f'{k}={v:.4f}' for k, v in train_metrics.items())
+  logging.info('step %d/%d %s | %.1f steps/s, %.0f images/s, ETA %s', step, total, values,
+               progress['steps_per_s'], progress['images_per_s'], format_eta(progress['eta_s']))

@@ -1,0 +1,51 @@
+"""The small interface through which the one training loop drives every model family.
+
+A family (autoencoder, VAE, DCGAN, ...) provides `build_task(config) -> Task`; the loop in
+`gan_aec.train` only ever calls these five functions. The steps are the family's pure module-level
+steps with their hyperparameters bound from the config (functools.partial), so the loop's jitted,
+sharded version wraps the same functions a researcher imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable
+
+import jax
+import ml_collections
+
+State = Any
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+# config.model -> module whose `build_task(config)` builds it.
+REGISTRY = {
+    'autoencoder': 'gan_aec.autoencoder.task',
+    'denoising_autoencoder': 'gan_aec.autoencoder.task',
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What the loop needs of a model family.
+
+  Attributes:
+    create_state: (rng, example_batch) -> the step-0 state pytree (host arrays).
+    train_step: (state, batch, rng) -> (state, metrics of scalars); pure, jitted by the loop.
+    eval_step: (state, batch, rng) -> sums over the batch's valid examples, with 'count'; the loop
+      adds them over the test split and divides by 'count', logging `eval_<name>`.
+    write_figures: (state, test_split, figures_dir, step, final) -> paths written; host code, run
+      after each evaluation (final=True at the end of training).
+  """
+  create_state: Callable[[jax.Array, Batch], State]
+  train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
+  eval_step: Callable[[State, Batch, jax.Array], Metrics]
+  write_figures: Callable[..., list[str]]
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+  if config.model not in REGISTRY:
+    raise ValueError(f'Unknown model {config.model!r}; config.model must be one of '
+                     f'{sorted(REGISTRY)}.')
+  return importlib.import_module(REGISTRY[config.model]).build_task(config)

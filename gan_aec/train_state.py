@@ -1,0 +1,23 @@
+"""The train state every single-network model uses: a pytree the step reads its optimizer from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  """Flax's TrainState (step, params, opt_state; apply_fn and tx as static fields) plus BatchNorm.
+
+  `batch_stats` is the `batch_stats` collection of models that have BatchNorm, else an empty dict.
+  The optimizer travels in the state (`state.tx`), so a step works with whatever optax
+  transformation the state was created with.
+  """
+  batch_stats: Any = None
+
+
+def create(*, model, params, tx, batch_stats=None) -> TrainState:
+  """A step-0 TrainState for `model` with `params`, optimised by the optax transformation `tx`."""
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                           batch_stats={} if batch_stats is None else batch_stats)
