@@ -1,0 +1,42 @@
+"""Shared test helpers: generated IDX files and workdir readers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import struct
+
+import numpy as np
+
+
+def write_idx(path: str, array: np.ndarray) -> str:
+  """Writes a uint8 array as an IDX file (gzipped when path ends in .gz): 3-D images or 1-D labels."""
+  magic = 2051 if array.ndim == 3 else 2049
+  data = struct.pack('>' + 'I' * (1 + array.ndim), magic, *array.shape) + array.astype(
+      np.uint8).tobytes()
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'wb') as f:
+    f.write(data)
+  return path
+
+
+def write_mnist_files(folder: str, num_train: int | None, num_test: int, seed: int = 0) -> dict:
+  """Random digits in the official MNIST file layout; returns the arrays written."""
+  rng = np.random.default_rng(seed)
+  os.makedirs(folder, exist_ok=True)
+  written = {}
+  for prefix, n in (('train', num_train), ('t10k', num_test)):
+    if n is None:
+      continue
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=(n,), dtype=np.uint8)
+    write_idx(os.path.join(folder, f'{prefix}-images-idx3-ubyte.gz'), images)
+    write_idx(os.path.join(folder, f'{prefix}-labels-idx1-ubyte.gz'), labels)
+    written[prefix] = (images, labels)
+  return written
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+    return [json.loads(line) for line in f]

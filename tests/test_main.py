@@ -1,0 +1,75 @@
+"""`python -m gan_aec.main` end to end, as a user runs it: offline fallback, outputs, resume."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import helpers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(workdir, *flags):
+  """Runs main on the smoke autoencoder config with an empty TFDS dir and no download."""
+  command = [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
+             f'--workdir={workdir}', f'--config.dataset.data_dir={workdir}_empty_tfds',
+             '--config.dataset.download=False', *flags]
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                        check=False, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+
+
+@pytest.fixture(scope='module')
+def first_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('main') / 'run')
+  result = run_main(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, result
+
+
+def test_smoke_run_writes_metrics_figures_checkpoints_and_config(first_run):
+  workdir, result = first_run
+  assert 'bundled real MNIST test digits' in result.stderr  # The one fallback warning.
+  records = helpers.read_metrics(workdir)
+  start = records[0]
+  assert start['event'] == 'run_start' and start['step'] == 0
+  assert start['dataset.source'] == 'bundled_mnist_t10k' and start['train_examples'] == 8000
+  train = [r for r in records if 'loss' in r]
+  assert [r['step'] for r in train] == [2, 4]
+  assert all(r['images_per_s'] > 0 for r in train)
+  evals = [r for r in records if 'eval_loss' in r]
+  assert [r['step'] for r in evals] == [0, 4]
+  assert 0 < evals[-1]['eval_loss'] < 1 and evals[-1]['eval_psnr'] > 0
+  assert os.path.exists(os.path.join(workdir, 'figures', 'reconstructions.png'))
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
+    config = json.load(f)
+  assert config['dataset']['source'] == 'bundled_mnist_t10k' and config['model'] == 'autoencoder'
+  assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir))
+
+
+def test_rerun_resumes_and_continues_the_step_count(first_run):
+  workdir, _ = first_run
+  result = run_main(workdir, '--config.num_train_steps=6')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resumed from' in result.stderr
+  records = helpers.read_metrics(workdir)
+  starts = [r for r in records if r.get('event') == 'run_start']
+  assert [s['step'] for s in starts] == [0, 4]
+  after = records[records.index(starts[1]) + 1:]
+  assert [r['step'] for r in after if 'loss' in r] == [6]  # No step-0 evaluation on resume.
+  assert '6' in os.listdir(os.path.join(workdir, 'checkpoints'))
+
+  # The run is finished: the same command does nothing more.
+  lines_before = len(records)
+  result = run_main(workdir, '--config.num_train_steps=6')
+  assert result.returncode == 0 and 'nothing to do' in result.stderr
+  assert len(helpers.read_metrics(workdir)) == lines_before
+
+
+def test_fallback_turned_off_fails_with_the_import_command(tmp_path):
+  result = run_main(str(tmp_path / 'run'), '--config.dataset.offline_fallback=False')
+  assert result.returncode != 0
+  assert 'python -m gan_aec.prepare_data' in result.stderr
