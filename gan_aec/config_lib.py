@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 
@@ -29,3 +32,18 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.eval_every_steps = 4
   config.checkpoint_every_steps = 2
   return config
+
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of configs/<name>.py (name may also be a path to a config file)."""
+  path = name if name.endswith('.py') else os.path.join(CONFIGS_DIR, f'{name}.py')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'No config file {path}.')
+  spec = importlib.util.spec_from_file_location(f'gan_aec_config_{os.path.basename(path)[:-3]}',
+                                                path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

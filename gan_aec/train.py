@@ -52,7 +52,27 @@ def make_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def _global_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+def jit_steps(task: tasks.Task, mesh: jax.sharding.Mesh):
+  """The task's steps jitted for the mesh: state replicated, batch sharded over `data`.
+
+  Returns (train_fn, eval_fn). train_fn(state, batch, train_rng) runs
+  task.train_step(state, batch, fold_in(train_rng, state.step)) and donates the old state;
+  eval_fn(state, batch, rng) is task.eval_step.
+  """
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+
+  def train_fn(state, batch, rng):
+    return task.train_step(state, batch, jax.random.fold_in(rng, state.step))
+
+  train_fn = jax.jit(train_fn, in_shardings=(replicated, batch_sharding, replicated),
+                     out_shardings=(replicated, replicated), donate_argnums=0)
+  eval_fn = jax.jit(task.eval_step, in_shardings=(replicated, batch_sharding, replicated),
+                    out_shardings=replicated)
+  return train_fn, eval_fn
+
+
+def global_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
@@ -61,7 +81,7 @@ def _evaluate(eval_fn, state, split: mnist_data.Split, config, rng, batch_shardi
   for i, batch in enumerate(input_pipeline.eval_batches(
       split, config.eval_batch_size, process_index=jax.process_index(),
       process_count=jax.process_count())):
-    sums = eval_fn(state, _global_batch(batch, batch_sharding), jax.random.fold_in(rng, i))
+    sums = eval_fn(state, global_batch(batch, batch_sharding), jax.random.fold_in(rng, i))
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
   totals = jax.device_get(totals)
   count = totals.pop('count')
@@ -129,13 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       'test_examples': len(data.test), 'batch_size': config.batch_size,
       'devices': jax.device_count(), 'processes': jax.process_count()})
 
-  def train_fn(state, batch, rng):
-    return task.train_step(state, batch, jax.random.fold_in(rng, state.step))
-
-  train_fn = jax.jit(train_fn, in_shardings=(replicated, batch_sharding, replicated),
-                     out_shardings=(replicated, replicated), donate_argnums=0)
-  eval_fn = jax.jit(task.eval_step, in_shardings=(replicated, batch_sharding, replicated),
-                    out_shardings=replicated)
+  train_fn, eval_fn = jit_steps(task, mesh)
 
   figures_dir = os.path.join(workdir, 'figures')
   eval_metrics: dict[str, float] = {}
@@ -154,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     evaluate(0, final=False)  # The untrained baseline, so every curve starts at step 0.
   progress = metric_logging.Progress(start_step, total, config.batch_size)
   for step in range(start_step, total):
-    batch = _global_batch(train_batches.get(step), batch_sharding)
+    batch = global_batch(train_batches.get(step), batch_sharding)
     state, metrics = train_fn(state, batch, train_rng)
     done = step + 1
     final = done == total

@@ -1,5 +1,8 @@
 """The fast layers compute exactly what the textbook layers compute, forward and backward."""
 
+import functools
+import re
+
 import chex
 import flax.linen as nn
 import jax
@@ -49,3 +52,85 @@ def test_nearest_resize_gradient_matches_gather(in_size, out_size):
   ours = _value_and_input_grad(lambda x: layers.nearest_resize(x, out_size), x)
   gather = _value_and_input_grad(lambda x: x[:, rows][:, :, cols], x)
   chex.assert_trees_all_close(ours, gather, rtol=1e-6, atol=1e-6)
+
+
+# Every configuration the models use: kernels 3 (VAE) and 5 (DCGAN), stride 2, SAME, even and odd
+# sizes (the DCGAN's discriminator sees 28 -> 14 -> 7 -> 4; its generator 4 -> 8, 7 -> 14 -> 28).
+STRIDED_CASES = [(k, size) for k in (3, 5) for size in ((28, 28), (14, 14), (7, 7), (4, 4), (5, 6))]
+
+
+def _compare_with_flax(ours_module, flax_module, x):
+  """Initialises both modules from one rng: same parameter tree; then values and all gradients."""
+  params = flax_module.init(jax.random.key(1), x)
+  ours_params = ours_module.init(jax.random.key(1), x)
+  chex.assert_trees_all_equal_shapes_and_dtypes(ours_params, params)
+  chex.assert_trees_all_equal(ours_params, params)  # Same names, shapes and initialisers.
+
+  @functools.partial(jax.jit, static_argnums=2)
+  def value_and_grads(params, x, module_index):
+    module = (ours_module, flax_module)[module_index]
+    out = module.apply(params, x)
+    cotangent = jax.random.normal(jax.random.key(2), out.shape)
+    grads = jax.grad(lambda p, x: jnp.sum(module.apply(p, x) * cotangent), argnums=(0, 1))(params, x)
+    return out, grads
+
+  ours = value_and_grads(params, x, 0)
+  reference = value_and_grads(params, x, 1)
+  # Float32 rounding of sums in a different order: relative to each array's largest entry.
+  for leaf_ours, leaf_ref in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
+    scale = float(jnp.abs(leaf_ref).max())
+    chex.assert_trees_all_close(leaf_ours, leaf_ref, rtol=0, atol=1e-5 * scale)
+  return ours[0]
+
+
+@pytest.mark.parametrize('kernel,size', STRIDED_CASES)
+def test_fast_strided_conv_matches_flax_conv(kernel, size):
+  x = jax.random.normal(jax.random.key(0), (2, *size, 6))
+  kwargs = dict(features=8, kernel_size=(kernel, kernel), strides=(2, 2), padding='SAME')
+  out = _compare_with_flax(
+      layers.Conv(**{k: v for k, v in kwargs.items() if k != 'padding'}, implementation='fast'),
+      nn.Conv(**kwargs), x)
+  chex.assert_shape(out, (2, (size[0] + 1) // 2, (size[1] + 1) // 2, 8))
+
+
+@pytest.mark.parametrize('kernel,size', STRIDED_CASES)
+def test_fast_conv_transpose_matches_flax_conv_transpose(kernel, size):
+  x = jax.random.normal(jax.random.key(0), (2, *size, 6))
+  kwargs = dict(features=8, kernel_size=(kernel, kernel), strides=(2, 2), padding='SAME')
+  out = _compare_with_flax(
+      layers.ConvTranspose(**{k: v for k, v in kwargs.items() if k != 'padding'},
+                           implementation='fast'),
+      nn.ConvTranspose(**kwargs), x)
+  chex.assert_shape(out, (2, 2 * size[0], 2 * size[1], 8))
+
+
+@pytest.mark.parametrize('implementation', ['fast', 'xla'])
+def test_stride_one_conv_and_both_implementations_match_flax(implementation):
+  x = jax.random.normal(jax.random.key(0), (2, 7, 7, 4))
+  _compare_with_flax(layers.Conv(8, (3, 3), implementation=implementation),
+                     nn.Conv(8, (3, 3), padding='SAME'), x)
+  _compare_with_flax(layers.ConvTranspose(8, (5, 5), implementation=implementation),
+                     nn.ConvTranspose(8, (5, 5), strides=(2, 2), padding='SAME'), x)
+
+
+def _convolution_windows(module, x):
+  """(stride, lhs_dilate, rhs_dilate) of every convolution in the module's forward + backward."""
+  params = module.init(jax.random.key(0), x)
+  grad = jax.jit(jax.value_and_grad(lambda p, x: module.apply(p, x).sum(), argnums=(0, 1)))
+  hlo = grad.lower(params, x).as_text()
+  windows = re.findall(r'stablehlo\.convolution.*window = \{([^}]*)\}', hlo)
+  assert len(windows) == 3, hlo  # Forward, input gradient, kernel gradient.
+  return [tuple(tuple(int(v) for v in re.search(name + r' = \[([0-9, ]+)\]', w).group(1).split(','))
+                if name in w else (1, 1) for name in ('stride', 'lhs_dilate', 'rhs_dilate'))
+          for w in windows]
+
+
+@pytest.mark.parametrize('module_class', [layers.Conv, layers.ConvTranspose])
+def test_fast_layers_compile_to_plain_stride_one_convolutions(module_class):
+  """The point of the rewrite: no strided or dilated convolution, forward or backward."""
+  x = jnp.ones((2, 7, 7, 4))
+  fast = _convolution_windows(module_class(8, (5, 5), strides=(2, 2), implementation='fast'), x)
+  assert all(window == ((1, 1), (1, 1), (1, 1)) for window in fast), fast
+  # The textbook form does have them: this test can tell the two apart.
+  xla = _convolution_windows(module_class(8, (5, 5), strides=(2, 2), implementation='xla'), x)
+  assert any(window != ((1, 1), (1, 1), (1, 1)) for window in xla), xla

@@ -1,0 +1,25 @@
+"""The benchmark runs and reports what it promises (no timing is asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_benchmark_json_smoke():
+  result = subprocess.run(
+      [sys.executable, '-m', 'gan_aec.benchmark', '--model=autoencoder', '--batch_size=8',
+       '--steps=2', '--repeats=1', '--json'],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{')]
+  model, pipeline = records
+  assert model['model'] == 'autoencoder' and model['batch_size'] == 8
+  for key in ('images_per_s', 'gflops_per_s', 'percent_of_ceiling', 'compile_s'):
+    assert model[key] > 0, key
+  # 8 images x ~8.9 MFLOP of useful training work each (forward + backward), by XLA's count.
+  assert 0.03 < model['gflops_per_step'] < 0.15
+  assert pipeline['images_per_s'] > 0
