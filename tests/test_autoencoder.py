@@ -94,3 +94,21 @@ def test_eval_step_ignores_padding(digits):
   exact = autoencoder.eval_step(state, {'image': digits[:2]}, rng)
   assert float(sums['count']) == 2.0
   chex.assert_trees_all_close(sums, exact, rtol=1e-6)
+
+
+@pytest.mark.parametrize('microbatch_size', [8, 12])
+def test_microbatched_step_equals_the_whole_batch_step(microbatch_size, digits):
+  model = autoencoder.ConvAutoencoder()
+  state = train_state.create(model=model, params=model.init(jax.random.key(0), digits)['params'],
+                             tx=optax.sgd(1.0))  # SGD with lr 1: the update is the gradient.
+  batch, rng = {'image': digits}, jax.random.key(3)
+  whole = jax.jit(functools.partial(autoencoder.train_step, noise_std=0.5, microbatch_size=None))
+  parts = jax.jit(functools.partial(autoencoder.train_step, noise_std=0.5,
+                                    microbatch_size=microbatch_size))  # 12 leaves a remainder of 8.
+  (state_whole, metrics_whole), (state_parts, metrics_parts) = whole(state, batch, rng), parts(
+      state, batch, rng)
+  chex.assert_trees_all_close(state_parts.params, state_whole.params, rtol=1e-5, atol=1e-7)
+  chex.assert_trees_all_close(metrics_parts, metrics_whole, rtol=1e-6)
+  # And the update did happen: the parameters moved.
+  assert not np.allclose(state_whole.params['logits_conv']['kernel'],
+                         state.params['logits_conv']['kernel'])

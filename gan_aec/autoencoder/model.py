@@ -5,11 +5,13 @@ Decoder: nearest resize to 7, 14 and 28, each followed by Conv(3x3, relu), then 
   - autoencoder:           encoder 16-8-8,  decoder 8-8-16   (code 4x4x8 = 128 values)
   - denoising autoencoder: encoder 32-32-16, decoder 16-32-32 (code 4x4x16)
 The seed's denoising graph fed conv4 (not conv5) to the last upsample, leaving conv5 dead; this
-module always wires the decoder in sequence.
+module always wires the decoder in sequence. Kernels start Glorot-uniform and biases at zero, as TF1's
+`tf.layers.conv2d` in the seed (Flax's own default is LeCun-normal).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -23,13 +25,17 @@ class ConvAutoencoder(nn.Module):
   encoder_features: Sequence[int] = (16, 8, 8)
   decoder_features: Sequence[int] = (8, 8, 16)
   out_channels: int = 1
+  # gan_aec.layers.Conv implementation: 'auto' (the XLA:CPU-friendly form on CPU), 'fast' or 'xla'.
+  conv_implementation: str = 'auto'
 
   def setup(self):
-    self.encoder_convs = [nn.Conv(f, (3, 3), padding='SAME', name=f'encoder_conv{i}')
+    conv = functools.partial(layers.Conv, kernel_size=(3, 3), implementation=self.conv_implementation,
+                             kernel_init=nn.initializers.glorot_uniform())
+    self.encoder_convs = [conv(f, name=f'encoder_conv{i}')
                           for i, f in enumerate(self.encoder_features)]
-    self.decoder_convs = [nn.Conv(f, (3, 3), padding='SAME', name=f'decoder_conv{i}')
+    self.decoder_convs = [conv(f, name=f'decoder_conv{i}')
                           for i, f in enumerate(self.decoder_features)]
-    self.logits_conv = nn.Conv(self.out_channels, (3, 3), padding='SAME', name='logits_conv')
+    self.logits_conv = conv(self.out_channels, name='logits_conv')
 
   def encode(self, images_BHWC: jax.Array) -> tuple[jax.Array, list[tuple[int, int]]]:
     """Returns the code [B, h, w, encoder_features[-1]] and the spatial sizes to decode back to."""

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import figures, train_state
+from gan_aec import figures, microbatching, train_state
 from gan_aec.autoencoder.model import ConvAutoencoder
 from gan_aec.autoencoder.steps import add_noise, eval_step, train_step
 from gan_aec.mnist_data import Split
@@ -22,7 +22,8 @@ NUM_FIGURE_DIGITS = 10
 def build_task(config: ml_collections.ConfigDict) -> Task:
   model = ConvAutoencoder(encoder_features=tuple(config.encoder_features),
                           decoder_features=tuple(config.decoder_features),
-                          out_channels=config.dataset.channels)
+                          out_channels=config.dataset.channels,
+                          conv_implementation=config.conv_implementation)
   noise_std = float(config.noise_std)
 
   def create_state(rng, example_batch):
@@ -48,6 +49,8 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     return paths
 
   return Task(create_state=create_state,
-              train_step=functools.partial(train_step, noise_std=noise_std),
+              train_step=functools.partial(
+                  train_step, noise_std=noise_std,
+                  microbatch_size=microbatching.resolve_microbatch_size(config.microbatch_size)),
               eval_step=functools.partial(eval_step, noise_std=noise_std),
               write_figures=write_figures)
