@@ -50,3 +50,52 @@ def save_image_rows(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def tile(images: np.ndarray, num_cols: int) -> np.ndarray:
+  """[N, H, W, C] -> one image [rows * H, num_cols * W, C] (missing cells black)."""
+  n, h, w, c = images.shape
+  num_rows = -(-n // num_cols)
+  canvas = np.zeros((num_rows * h, num_cols * w, c), np.float32)
+  for i, image in enumerate(images):
+    r, col = divmod(i, num_cols)
+    canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+  return canvas
+
+
+def save_image_grid(path: str, images: np.ndarray, num_cols: int, title: str | None = None,
+                    xlabel: str | None = None, ylabel: str | None = None) -> str:
+  """Saves [N, H, W, C] images in [0, 1] as one tiled grid; returns the path."""
+  canvas, cmap = _as_display(tile(np.asarray(images, np.float32), num_cols))
+  height, width = canvas.shape[:2]
+  fig, ax = plt.subplots(figsize=(max(3.0, width / 60), max(3.0, height / 60) + 0.4))
+  ax.imshow(canvas, cmap=cmap, vmin=0.0, vmax=1.0, interpolation='nearest')
+  ax.set_xticks([])
+  ax.set_yticks([])
+  if xlabel:
+    ax.set_xlabel(xlabel)
+  if ylabel:
+    ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def save_scatter(path: str, points: np.ndarray, labels: np.ndarray, title: str, xlabel: str,
+                 ylabel: str) -> str:
+  """Scatter of points [N, 2] coloured by integer labels [N] (0..9) with a colour bar."""
+  fig, ax = plt.subplots(figsize=(6.4, 5.4))
+  sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=4, vmin=-0.5, vmax=9.5)
+  fig.colorbar(sc, ax=ax, ticks=range(10), label='digit')
+  ax.set_title(title, fontsize=10)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

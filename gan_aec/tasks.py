@@ -23,6 +23,7 @@ Metrics = dict[str, jax.Array]
 REGISTRY = {
     'autoencoder': 'gan_aec.autoencoder.task',
     'denoising_autoencoder': 'gan_aec.autoencoder.task',
+    'vae': 'gan_aec.vae.task',
 }
 
 

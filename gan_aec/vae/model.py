@@ -1,0 +1,67 @@
+"""The seed's convolutional VAE as a Flax module.
+
+Encoder: Conv(32, 3x3, relu) -> Conv(64, 3x3, stride 2, relu) [H/2] -> Conv(64, 3x3, relu) ->
+  Conv(64, 3x3, relu) -> Flatten -> Dense(32, relu) -> Dense(latent_dim) mean and
+  Dense(latent_dim) log-variance.
+Decoder: Dense(H/2 * W/2 * 64, relu) -> reshape -> ConvTranspose(32, 3x3, stride 2, relu) [H] ->
+  Conv(channels, 3x3) logits of Bernoulli pixel means.
+The seed named its second head log-sigma, sampled with exp(log_sigma) but used it as a
+log-variance in the KL; here it is a log-variance everywhere: z = mean + exp(logvar / 2) * eps.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gan_aec import layers
+
+
+class ConvVAE(nn.Module):
+  """Images [B, H, W, C] in [0, 1] (H, W even) <-> latents [B, latent_dim]."""
+  latent_dim: int = 2
+  image_shape: tuple[int, int, int] = (28, 28, 1)
+  conv_implementation: str = 'auto'  # gan_aec.layers implementation: 'auto', 'fast' or 'xla'.
+
+  def setup(self):
+    conv = functools.partial(layers.Conv, kernel_size=(3, 3),
+                             implementation=self.conv_implementation)
+    self.encoder_convs = [conv(32, name='encoder_conv0'),
+                          conv(64, strides=(2, 2), name='encoder_conv1'),
+                          conv(64, name='encoder_conv2'), conv(64, name='encoder_conv3')]
+    self.encoder_dense = nn.Dense(32, name='encoder_dense')
+    self.mean_head = nn.Dense(self.latent_dim, name='mean')
+    self.logvar_head = nn.Dense(self.latent_dim, name='logvar')
+    h, w, _ = self.image_shape
+    self.decoder_dense = nn.Dense((h // 2) * (w // 2) * 64, name='decoder_dense')
+    self.decoder_deconv = layers.ConvTranspose(32, (3, 3), implementation=self.conv_implementation,
+                                               name='decoder_deconv')
+    self.logits_conv = conv(self.image_shape[-1], name='logits_conv')
+
+  def encode(self, images_BHWC: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns the posterior's mean and log-variance, each [B, latent_dim]."""
+    x = images_BHWC
+    for conv in self.encoder_convs:
+      x = nn.relu(conv(x))
+    x = nn.relu(self.encoder_dense(x.reshape(x.shape[0], -1)))
+    return self.mean_head(x), self.logvar_head(x)
+
+  def decode(self, z_BL: jax.Array) -> jax.Array:
+    """Returns pixel logits [B, H, W, C] for latents [B, latent_dim]."""
+    h, w, _ = self.image_shape
+    x = nn.relu(self.decoder_dense(z_BL)).reshape(z_BL.shape[0], h // 2, w // 2, 64)
+    return self.logits_conv(nn.relu(self.decoder_deconv(x)))
+
+  def __call__(self, images_BHWC: jax.Array, rng: jax.Array):
+    """Encodes, samples z with the reparameterisation, decodes: (logits, mean, logvar)."""
+    mean, logvar = self.encode(images_BHWC)
+    z = reparameterize(mean, logvar, rng)
+    return self.decode(z), mean, logvar
+
+
+def reparameterize(mean: jax.Array, logvar: jax.Array, rng: jax.Array) -> jax.Array:
+  """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I); same shape as mean."""
+  return mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape, mean.dtype)

@@ -1,0 +1,105 @@
+"""The VAE's hooks for the training loop: state creation, steps, figures."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.stats import norm
+import ml_collections
+import numpy as np
+import optax
+
+from gan_aec import figures, train_state
+from gan_aec.input_pipeline import to_float
+from gan_aec.mnist_data import Split
+from gan_aec.tasks import Task
+from gan_aec.vae.model import ConvVAE
+from gan_aec.vae.steps import eval_step, train_step
+
+MANIFOLD_SIZE = 20  # The seed's 20x20 grid over norm.ppf(linspace(0.05, 0.95, 20)).
+
+
+def _latent_means(model, params, images_uint8: np.ndarray, batch_size: int = 500) -> np.ndarray:
+  encode = jax.jit(lambda p, x: model.apply({'params': p}, x, method='encode')[0])
+  return np.concatenate([np.asarray(encode(params, to_float(images_uint8[i:i + batch_size])))
+                         for i in range(0, len(images_uint8), batch_size)])
+
+
+def _project_2d(means: np.ndarray) -> tuple[np.ndarray, str, str, str]:
+  """2-D view of latent means: themselves for latent_dim 2, else their first two principal axes."""
+  if means.shape[1] == 2:
+    return means, 'z[0]', 'z[1]', 'latent means'
+  centered = means - means.mean(axis=0)
+  _, _, vt = np.linalg.svd(centered, full_matrices=False)
+  return (centered @ vt[:2].T, 'principal axis 1', 'principal axis 2',
+          f'PCA projection of the {means.shape[1]}-d latent means')
+
+
+def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, step: int,
+                      title: str) -> list[str]:
+  """Latent scatter, 20x20 manifold, prior samples, reconstructions, interpolations (PNG)."""
+  decode = jax.jit(lambda p, z: jax.nn.sigmoid(model.apply({'params': p}, z, method='decode')))
+  path = functools.partial(os.path.join, figures_dir)
+  paths = []
+  means = _latent_means(model, params, test.images)
+  points, xlabel, ylabel, what = _project_2d(means)
+  paths.append(figures.save_scatter(path('latent_scatter.png'), points, test.labels,
+                                    f'{title}: {what} of {len(means)} test digits', xlabel, ylabel))
+
+  # Manifold: z over the prior's quantiles in the first two latent dimensions (others at 0).
+  grid = np.asarray(norm.ppf(jnp.linspace(0.05, 0.95, MANIFOLD_SIZE)))
+  z = np.zeros((MANIFOLD_SIZE ** 2, model.latent_dim), np.float32)
+  z[:, 0] = np.tile(grid, MANIFOLD_SIZE)
+  z[:, 1] = np.repeat(grid[::-1], MANIFOLD_SIZE)  # z[1] grows upwards.
+  extra = '' if model.latent_dim == 2 else ' (other latents 0)'
+  paths.append(figures.save_image_grid(
+      path('manifold.png'), np.asarray(decode(params, z)), MANIFOLD_SIZE,
+      f'{title}: decoded z over norm.ppf(linspace(.05, .95, 20)){extra}',
+      xlabel='z[0] ->', ylabel='z[1] ->'))
+
+  prior = jax.random.normal(jax.random.key(0), (100, model.latent_dim))
+  samples = np.asarray(decode(params, prior))
+  paths.append(figures.save_image_grid(path('samples.png'), samples, 10,
+                                       f'{title}: samples from the prior'))
+  paths.append(figures.save_image_grid(path(f'samples_step{step:06d}.png'), samples, 10,
+                                       f'{title}: samples from the prior'))
+
+  digits = to_float(test.images[:10])
+  paths.append(figures.save_image_rows(path('reconstructions.png'),
+                                       [digits, np.asarray(decode(params, means[:10]))],
+                                       ['test digits', 'decoded means'], title=title))
+
+  # Interpolations: 5 pairs of test digits, 10 steps along the line between their latent means.
+  alphas = np.linspace(0.0, 1.0, 10, dtype=np.float32)[:, None]
+  rows = [means[2 * i] * (1 - alphas) + means[2 * i + 1] * alphas for i in range(5)]
+  paths.append(figures.save_image_grid(
+      path('interpolation.png'), np.asarray(decode(params, np.concatenate(rows))), 10,
+      f'{title}: interpolation between test digits in latent space'))
+  return paths
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+  model = ConvVAE(latent_dim=config.latent_dim, image_shape=(28, 28, config.dataset.channels),
+                  conv_implementation=config.conv_implementation)
+
+  def create_state(rng, example_batch):
+    params = model.init({'params': rng}, example_batch['image'][:1], jax.random.key(0))['params']
+    return train_state.create(model=model, params=params, tx=optax.rmsprop(config.learning_rate))
+
+  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
+    del final  # The figures always show the latest state.
+    return write_vae_figures(model, state.params, test, figures_dir, step,
+                             f'VAE (latent {config.latent_dim}), step {step}')
+
+  binarized = config.dataset.dynamic_binarization
+  return Task(
+      create_state=create_state,
+      train_step=functools.partial(train_step, beta=config.beta, weighting=config.loss_weighting,
+                                   dynamic_binarization=binarized),
+      eval_step=functools.partial(eval_step,
+                                  num_importance_samples=config.eval.num_importance_samples,
+                                  dynamic_binarization=binarized),
+      write_figures=write_figures)
