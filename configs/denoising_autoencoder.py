@@ -40,6 +40,7 @@ def get_config(arg=None):
   config.log_every_steps = 100
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 1000
+  config_lib.add_loop_fields(config)
 
   if arg == 'smoke':
     config_lib.apply_smoke(config)

@@ -49,6 +49,7 @@ def get_config(arg=None):
   config.log_every_steps = 100
   config.eval_every_steps = 2500
   config.checkpoint_every_steps = 2500
+  config_lib.add_loop_fields(config)
 
   for variant in (arg.split(',') if arg else []):
     if variant == 'latent16':

@@ -23,6 +23,14 @@ def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
   return dataset
 
 
+def add_loop_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Loop settings every config shares, with their defaults."""
+  # Evaluate the untrained model at step 0 (the start of every eval curve). Turn off when an
+  # evaluation is expensive, e.g. the VAE's IWAE bound with 1,000 samples.
+  config.eval_at_start = True
+  return config
+
+
 def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to seconds of work: for tests and CI, never for numbers."""
   config.batch_size = 8

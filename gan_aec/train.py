@@ -164,7 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       task.write_figures(jax.device_get(state), data.test, figures_dir, step, final)
     return metrics
 
-  if start_step == 0:
+  if start_step == 0 and config.eval_at_start:
     evaluate(0, final=False)  # The untrained baseline, so every curve starts at step 0.
   progress = metric_logging.Progress(start_step, total, config.batch_size)
   for step in range(start_step, total):
