@@ -24,6 +24,7 @@ REGISTRY = {
     'autoencoder': 'gan_aec.autoencoder.task',
     'denoising_autoencoder': 'gan_aec.autoencoder.task',
     'vae': 'gan_aec.vae.task',
+    'dcgan': 'gan_aec.dcgan.task',
 }
 
 
@@ -38,11 +39,14 @@ class Task:
       adds them over the test split and divides by 'count', logging `eval_<name>`.
     write_figures: (state, test_split, figures_dir, step, final) -> paths written; host code, run
       after each evaluation (final=True at the end of training).
+    write_samples: optional (state, figures_dir, step) -> paths written, run every
+      `config.sample_every_steps` (the GAN's sample grids).
   """
   create_state: Callable[[jax.Array, Batch], State]
   train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
   eval_step: Callable[[State, Batch, jax.Array], Metrics]
   write_figures: Callable[..., list[str]]
+  write_samples: Callable[..., list[str]] | None = None
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:

@@ -181,6 +181,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       metric_logging.log_progress(done, total, values, rates)
     if done % config.eval_every_steps == 0 or final:
       eval_metrics = evaluate(done, final)
+    elif task.write_samples and done % config.sample_every_steps == 0 and is_writer:
+      task.write_samples(jax.device_get(state), figures_dir, done)
     if checkpointer.save(done, state, force=final):
       last_saved = done
   checkpointer.close()

@@ -87,7 +87,7 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
 
   def create_state(rng, example_batch):
     params = model.init({'params': rng}, example_batch['image'][:1], jax.random.key(0))['params']
-    return train_state.create(model=model, params=params, tx=optax.rmsprop(config.learning_rate))
+    return train_state.create(model=model, params=params, tx=optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay))
 
   def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
     del final  # The figures always show the latest state.

@@ -1,0 +1,108 @@
+"""The DCGAN's hooks for the training loop: state creation, steps, sample grids."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from gan_aec import figures, train_state
+from gan_aec.dcgan import steps
+from gan_aec.dcgan.model import Discriminator, Generator
+from gan_aec.mnist_data import Split
+from gan_aec.tasks import Task
+
+NUM_SAMPLES = 64  # The fixed noise batch: an 8x8 grid.
+STRIP_SAMPLES = 8  # Samples of the fixed noise shown at successive steps in the progress strip.
+_NOISE_STREAM = 3
+
+
+def to_gan_range(batch: dict) -> dict:
+  """The input pipeline's images in [0, 1] -> [-1, 1], the generator's tanh range."""
+  return {**batch, 'image': batch['image'] * 2.0 - 1.0}
+
+
+def fixed_noise(workdir: str, seed: int, latent_dim: int) -> np.ndarray:
+  """The run's sample noise [64, latent_dim], created once and kept in WORKDIR/sample_noise.npy,
+  so that grids from any step (and after any resume) show the same latents."""
+  path = os.path.join(workdir, 'sample_noise.npy')
+  if os.path.exists(path):
+    return np.load(path)
+  z = np.asarray(steps.sample_latents(jax.random.fold_in(jax.random.key(seed), _NOISE_STREAM),
+                                      NUM_SAMPLES, latent_dim))
+  os.makedirs(workdir, exist_ok=True)
+  np.save(path, z)
+  return z
+
+
+def _update_progress(workdir: str, step: int, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Appends step's first samples to WORKDIR/sample_progress.npz (replacing any entries from this
+  step on, as after a resume); returns (steps [N], samples [N, STRIP_SAMPLES, H, W, C])."""
+  path = os.path.join(workdir, 'sample_progress.npz')
+  kept_steps = np.zeros((0,), np.int64)
+  kept = np.zeros((0, *samples[:STRIP_SAMPLES].shape), np.float32)
+  if os.path.exists(path):
+    with np.load(path) as old:
+      keep = old['steps'] < step
+      kept_steps, kept = old['steps'][keep], old['samples'][keep]
+  all_steps = np.concatenate([kept_steps, [step]])
+  all_samples = np.concatenate([kept, samples[None, :STRIP_SAMPLES]])
+  np.savez(path, steps=all_steps, samples=all_samples)
+  return all_steps, all_samples
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+  generator = Generator(image_size=config.image_size, channels=config.dataset.channels,
+                        conv_implementation=config.conv_implementation)
+  discriminator = Discriminator(image_size=config.image_size,
+                                conv_implementation=config.conv_implementation)
+  use_ema = config.ema_decay is not None
+
+  def create_state(rng, example_batch):
+    g_rng, d_rng = jax.random.split(rng)
+    g_vars = generator.init({'params': g_rng}, np.zeros((1, config.latent_dim), np.float32),
+                            train=False)
+    d_vars = discriminator.init({'params': d_rng}, example_batch['image'][:1], train=False)
+    tx = optax.adam(config.learning_rate, b1=config.adam_beta1)
+    return steps.GANState(
+        generator=train_state.create(model=generator, params=g_vars['params'], tx=tx,
+                                     batch_stats=g_vars['batch_stats']),
+        discriminator=train_state.create(model=discriminator, params=d_vars['params'], tx=tx,
+                                         batch_stats=d_vars['batch_stats']),
+        ema_params=jax.tree.map(np.asarray, g_vars['params']) if use_ema else {})
+
+  def train_step(state, batch, rng):
+    return steps.train_step(state, to_gan_range(batch), rng, latent_dim=config.latent_dim,
+                            loss=config.loss, real_label=config.real_label,
+                            ema_decay=config.ema_decay)
+
+  def eval_step(state, batch, rng):
+    return steps.eval_step(state, to_gan_range(batch), rng)
+
+  sample_fn = jax.jit(functools.partial(steps.generate, use_ema=use_ema))
+
+  def write_samples(state, figures_dir: str, step: int) -> list[str]:
+    workdir = os.path.dirname(os.path.abspath(figures_dir))
+    z = fixed_noise(workdir, config.seed, config.latent_dim)
+    samples = (np.asarray(sample_fn(state, z)) + 1.0) / 2.0  # [-1, 1] -> [0, 1] for display.
+    which = ' (EMA generator)' if use_ema else ''
+    paths = [figures.save_image_grid(os.path.join(figures_dir, f'samples_step{step:06d}.png'),
+                                     samples, 8, f'DCGAN samples{which}, step {step}')]
+    paths.append(figures.save_image_grid(os.path.join(figures_dir, 'samples.png'), samples, 8,
+                                         f'DCGAN samples{which}, step {step}'))
+    strip_steps, strip = _update_progress(workdir, step, samples)
+    paths.append(figures.save_image_rows(
+        os.path.join(figures_dir, 'progress_strip.png'), list(strip),
+        [f'step {s}' for s in strip_steps], title='The same noise at successive steps'))
+    return paths
+
+  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
+    del test, final
+    return write_samples(state, figures_dir, step)
+
+  return Task(create_state=create_state, train_step=train_step, eval_step=eval_step,
+              write_figures=write_figures, write_samples=write_samples)
