@@ -12,6 +12,14 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np
 
 
+def _save(fig, path: str) -> str:
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
 def _as_display(image_HWC: np.ndarray) -> tuple[np.ndarray, str | None]:
   image = np.clip(np.asarray(image_HWC, np.float32), 0.0, 1.0)
   if image.shape[-1] == 1:
@@ -45,11 +53,7 @@ def save_image_rows(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[
     axes[r, 0].set_ylabel(row_title, rotation=0, ha='right', va='center', fontsize=9)
   if title:
     fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def tile(images: np.ndarray, num_cols: int) -> np.ndarray:
@@ -78,11 +82,7 @@ def save_image_grid(path: str, images: np.ndarray, num_cols: int, title: str | N
     ax.set_ylabel(ylabel)
   if title:
     ax.set_title(title, fontsize=10)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def save_scatter(path: str, points: np.ndarray, labels: np.ndarray, title: str, xlabel: str,
@@ -94,8 +94,4 @@ def save_scatter(path: str, points: np.ndarray, labels: np.ndarray, title: str, 
   ax.set_title(title, fontsize=10)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(fig, path)

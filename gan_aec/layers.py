@@ -227,14 +227,8 @@ def _use_fast_path(implementation: str) -> bool:
   return implementation == 'fast'
 
 
-class Conv(nn.Module):
-  """Drop-in for `flax.linen.Conv` (NHWC, SAME padding) whose stride-2 form avoids input dilation.
-
-  Same parameters as flax.linen.Conv: 'kernel' [kh, kw, in, features] and 'bias' [features], so
-  weights and checkpoints move between the two unchanged. `implementation`: 'fast' (space-to-depth
-  for stride 2), 'xla' (lax.conv_general_dilated, the textbook form), or 'auto' (fast on CPU).
-  `dtype` is the computation dtype (e.g. jnp.bfloat16); parameters stay in `param_dtype`.
-  """
+class _ConvLayer(nn.Module):
+  """What Conv and ConvTranspose share: Flax's parameters, dtype handling and bias."""
   features: int
   kernel_size: tuple[int, int] = (3, 3)
   strides: tuple[int, int] = (1, 1)
@@ -245,29 +239,42 @@ class Conv(nn.Module):
   bias_init: Callable = nn.initializers.zeros_init()
   implementation: str = 'auto'
 
+  def _convolve(self, x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+                fast: bool) -> jax.Array:
+    raise NotImplementedError
+
   @nn.compact
   def __call__(self, x_BHWC: jax.Array) -> jax.Array:
     kernel = self.param('kernel', self.kernel_init,
                         (*self.kernel_size, x_BHWC.shape[-1], self.features), self.param_dtype)
     dtype = self.dtype or jnp.result_type(x_BHWC, kernel)
-    x, kernel = x_BHWC.astype(dtype), kernel.astype(dtype)
     strides = tuple(self.strides)
-    fast = _use_fast_path(self.implementation)
-    if strides == (2, 2) and fast:
-      y = conv_stride2(x, kernel)
-    elif strides == (1, 1) and fast:
-      y = conv_stride1(x, kernel, 'SAME')
-    elif strides in ((1, 1), (2, 2)):
-      y = jax.lax.conv_general_dilated(x, kernel, strides, 'SAME',
-                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    else:
+    if strides not in ((1, 1), (2, 2)):
       raise ValueError(f'strides must be (1, 1) or (2, 2), got {strides}.')
+    y = self._convolve(x_BHWC.astype(dtype), kernel.astype(dtype), strides,
+                       _use_fast_path(self.implementation))
     if self.use_bias:
       y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype).astype(dtype)
     return y
 
 
-class ConvTranspose(nn.Module):
+class Conv(_ConvLayer):
+  """Drop-in for `flax.linen.Conv` (NHWC, SAME padding) whose stride-2 form avoids input dilation.
+
+  Same parameters as flax.linen.Conv: 'kernel' [kh, kw, in, features] and 'bias' [features], so
+  weights and checkpoints move between the two unchanged. `implementation`: 'fast' (space-to-depth
+  for stride 2, chunked kernel gradients), 'xla' (lax.conv_general_dilated, the textbook form), or
+  'auto' (fast on CPU). `dtype` is the computation dtype; parameters stay in `param_dtype`.
+  """
+
+  def _convolve(self, x, kernel, strides, fast):
+    if fast:
+      return conv_stride2(x, kernel) if strides == (2, 2) else conv_stride1(x, kernel, 'SAME')
+    return jax.lax.conv_general_dilated(x, kernel, strides, 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+class ConvTranspose(_ConvLayer):
   """Drop-in for `flax.linen.ConvTranspose(features, k, strides=(2, 2), padding='SAME')`.
 
   Computes lax.conv_transpose's map (transpose_kernel=False, as Flax's default) as a stride-1
@@ -275,30 +282,10 @@ class ConvTranspose(nn.Module):
   XLA:CPU than the input-dilated textbook form. Parameters as flax.linen.ConvTranspose:
   'kernel' [kh, kw, in, features], 'bias' [features]. `implementation` and `dtype` as in Conv.
   """
-  features: int
-  kernel_size: tuple[int, int] = (3, 3)
   strides: tuple[int, int] = (2, 2)
-  use_bias: bool = True
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros_init()
-  implementation: str = 'auto'
 
-  @nn.compact
-  def __call__(self, x_BHWC: jax.Array) -> jax.Array:
-    kernel = self.param('kernel', self.kernel_init,
-                        (*self.kernel_size, x_BHWC.shape[-1], self.features), self.param_dtype)
-    dtype = self.dtype or jnp.result_type(x_BHWC, kernel)
-    x, kernel = x_BHWC.astype(dtype), kernel.astype(dtype)
-    strides = tuple(self.strides)
-    if strides == (2, 2) and _use_fast_path(self.implementation):
-      y = conv_transpose_stride2(x, kernel)
-    elif strides in ((1, 1), (2, 2)):
-      y = jax.lax.conv_transpose(x, kernel, strides, 'SAME',
-                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    else:
-      raise ValueError(f'strides must be (1, 1) or (2, 2), got {strides}.')
-    if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype).astype(dtype)
-    return y
+  def _convolve(self, x, kernel, strides, fast):
+    if fast and strides == (2, 2):
+      return conv_transpose_stride2(x, kernel)
+    return jax.lax.conv_transpose(x, kernel, strides, 'SAME',
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
