@@ -25,6 +25,9 @@ def get_config(arg=None):
   # 'auto': convolutions in the form XLA:CPU runs fast on CPU (same function, same parameters; see
   # gan_aec/layers.py), the textbook lax form elsewhere. 'fast' or 'xla' to force one.
   config.conv_implementation = 'auto'
+  # Kernel initialisation: 'glorot_uniform' as TF1's conv2d in the seed (2,000 steps on the 8,000 real
+  # digits: 19.08 dB, against 18.86 dB with Flax's 'lecun_normal').
+  config.kernel_init = 'glorot_uniform'
   config.noise_std = 0.0  # No input corruption: a plain autoencoder.
 
   # Training as in the seed: Adam 1e-3, batch 200, 20 epochs of the 60,000 digits = 6,000 steps.

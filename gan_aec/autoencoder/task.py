@@ -23,7 +23,8 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   model = ConvAutoencoder(encoder_features=tuple(config.encoder_features),
                           decoder_features=tuple(config.decoder_features),
                           out_channels=config.dataset.channels,
-                          conv_implementation=config.conv_implementation)
+                          conv_implementation=config.conv_implementation,
+                          kernel_init=config.kernel_init)
   noise_std = float(config.noise_std)
 
   def create_state(rng, example_batch):
