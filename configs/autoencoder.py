@@ -2,7 +2,8 @@ r"""The seed's convolutional autoencoder (16-8-8) on MNIST.
 
   python -m gan_aec.main --config=configs/autoencoder.py --workdir=runs/autoencoder
 
-Variants: `configs/autoencoder.py:smoke` (a few steps on tiny batches, for tests).
+Variants, combinable with commas: `celeb_a` (CelebA faces, central 108x108 crop resized to
+28x28 RGB; same steps), `smoke` (a few steps on tiny batches, for tests).
 Outputs: figures/reconstructions.png (test digits over their reconstructions), eval_loss (mean
 sigmoid cross-entropy per pixel, the seed's figure) and eval_psnr in metrics.jsonl.
 """
@@ -44,8 +45,11 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 1000
   config_lib.add_loop_fields(config)
 
-  if arg == 'smoke':
-    config_lib.apply_smoke(config)
-  elif arg:
-    raise ValueError(f'Unknown variant {arg!r} of configs/autoencoder.py; known: smoke.')
+  for variant in (arg.split(',') if arg else []):
+    if variant == 'celeb_a':
+      config.dataset.name = 'celeb_a'
+    elif variant == 'smoke':
+      config_lib.apply_smoke(config)
+    else:
+      raise ValueError(f'Unknown variant {variant!r} of configs/autoencoder.py; known: celeb_a, smoke.')
   return config

@@ -1,19 +1,27 @@
-r"""The seed's DCGAN on MNIST (28x28).
+r"""The seed's DCGAN on MNIST (28x28), or on CelebA faces at 28x28 (the seed) or 64x64 (the paper).
 
   python -m gan_aec.main --config=configs/dcgan.py --workdir=runs/dcgan
 
-Variants: `configs/dcgan.py:smoke` (a few steps on tiny batches, for tests).
+Variants, combinable with commas (e.g. `configs/dcgan.py:celeb_a64`):
+  celeb_a     CelebA, central 108x108 crop resized to 28x28 RGB, the seed's generator and
+              discriminator; batch 32 for one epoch of the 162,770 training faces (the seed ran one
+              epoch at batch ~32). Data: `python -m gan_aec.prepare_data --dataset=celeb_a ...`
+              offline, then --config.dataset.data_dir=TFDS_DIR.
+  celeb_a64   CelebA at 64x64 with the DCGAN paper's layer stack (64-128-256-512 discriminator,
+              mirror-image generator), batch 128 for 5 epochs: the size GAN papers report on.
+  smoke       a few steps on tiny batches, for tests.
 Outputs: figures/samples.png (an 8x8 grid from a fixed noise batch, kept in sample_noise.npy so
 grids stay comparable across resumes), samples_stepNNNNNN.png every sample_every_steps, and
 progress_strip.png (the same noise at successive steps); d_loss, g_loss, d_real (mean D(x)) and
-d_fake (mean D(G(z))) every log_every_steps; eval_d_real (D on held-out real digits).
+d_fake (mean D(G(z))) every log_every_steps; eval_d_real (D on held-out real images).
 """
 
 import ml_collections
 
 from gan_aec import config_lib
 
-VARIANTS = ('smoke',)
+VARIANTS = ('celeb_a', 'celeb_a64', 'smoke')
+CELEB_A_TRAIN_IMAGES = 162_770  # The official train partition.
 
 
 def get_config(arg=None):
@@ -21,7 +29,7 @@ def get_config(arg=None):
   config.model = 'dcgan'
   config.seed = 0
   config.dataset = config_lib.dataset_config('mnist')
-  config.image_size = 28  # The seed's size.
+  config.image_size = 28  # The seed's size; 64 (CelebA only) is the DCGAN paper's stack.
 
   config.latent_dim = 100  # z ~ Uniform[-1, 1]^100, as in the seed.
   config.conv_implementation = 'auto'  # gan_aec.layers: the XLA:CPU-friendly form on CPU.
@@ -44,10 +52,20 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 500
   config_lib.add_loop_fields(config)
 
-  for variant in (arg.split(',') if arg else []):
-    if variant == 'smoke':
-      config_lib.apply_smoke(config)
-      config.sample_every_steps = 2
-    else:
+  variants = arg.split(',') if arg else []
+  for variant in variants:
+    if variant in ('celeb_a', 'celeb_a64'):
+      config.dataset.name = 'celeb_a'
+      if variant == 'celeb_a':
+        config.batch_size = 32
+        config.num_train_steps = CELEB_A_TRAIN_IMAGES // 32  # One epoch: 5,086 steps.
+      else:
+        config.image_size = 64
+        config.batch_size = 128
+        config.num_train_steps = 5 * (CELEB_A_TRAIN_IMAGES // 128)  # 5 epochs: 6,355 steps.
+    elif variant != 'smoke':
       raise ValueError(f'Unknown variant {variant!r} of configs/dcgan.py; known: {VARIANTS}.')
+  if 'smoke' in variants:  # Last, whatever the order: it shrinks whatever the others set.
+    config_lib.apply_smoke(config)
+    config.sample_every_steps = 2
   return config

@@ -2,7 +2,8 @@ r"""The seed's denoising autoencoder (32-32-16) on MNIST with Gaussian input noi
 
   python -m gan_aec.main --config=configs/denoising_autoencoder.py --workdir=runs/denoising
 
-Variants: `configs/denoising_autoencoder.py:smoke` (a few steps on tiny batches, for tests).
+Variants, combinable with commas: `celeb_a` (CelebA faces, central 108x108 crop resized to
+28x28 RGB; same steps), `smoke` (a few steps on tiny batches, for tests).
 The input is clip(x + 0.5 * N(0, 1), 0, 1) and the target the clean digit. Outputs:
 figures/denoising.png (noisy, denoised and clean rows), eval_loss, eval_psnr and eval_input_psnr
 (the noisy input's PSNR: the baseline the model must beat).
@@ -45,8 +46,11 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 1000
   config_lib.add_loop_fields(config)
 
-  if arg == 'smoke':
-    config_lib.apply_smoke(config)
-  elif arg:
-    raise ValueError(f'Unknown variant {arg!r} of configs/denoising_autoencoder.py; known: smoke.')
+  for variant in (arg.split(',') if arg else []):
+    if variant == 'celeb_a':
+      config.dataset.name = 'celeb_a'
+    elif variant == 'smoke':
+      config_lib.apply_smoke(config)
+    else:
+      raise ValueError(f'Unknown variant {variant!r} of configs/denoising_autoencoder.py; known: celeb_a, smoke.')
   return config

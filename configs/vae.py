@@ -6,6 +6,8 @@ Variants, combinable with commas (e.g. `configs/vae.py:latent16,binarized`):
   latent16, latent32  a 16- or 32-d latent instead of 2 (figures then use a PCA projection).
   binarized           dynamically binarized MNIST (pixels resampled as Bernoulli(grey level) each
                       step and at evaluation), the setting of the VAE literature's NLL numbers.
+  celeb_a             CelebA faces (central 108x108 crop resized to 28x28 RGB); the decoder
+                      outputs 3 channels, the likelihood is per-channel Bernoulli on [0, 1] values.
   seed_loss           the seed report's loss: mean BCE per pixel + 5e-4 * mean KL per latent, a
                       heavily down-weighted KL. Not an ELBO; kept to compare with the report.
   smoke               a few steps on tiny batches, for tests.
@@ -20,7 +22,7 @@ import ml_collections
 
 from gan_aec import config_lib
 
-VARIANTS = ('latent16', 'latent32', 'binarized', 'seed_loss', 'smoke')
+VARIANTS = ('latent16', 'latent32', 'binarized', 'celeb_a', 'seed_loss', 'smoke')
 
 
 def get_config(arg=None):
@@ -62,6 +64,8 @@ def get_config(arg=None):
       config.latent_dim = 32
     elif variant == 'binarized':
       config.dataset.dynamic_binarization = True
+    elif variant == 'celeb_a':
+      config.dataset.name = 'celeb_a'
     elif variant == 'seed_loss':
       config.loss_weighting = 'seed'
     elif variant == 'smoke':

@@ -11,14 +11,16 @@ import ml_collections
 def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
   """The `config.dataset` block."""
   dataset = ml_collections.ConfigDict()
-  dataset.name = name  # 'mnist' (or 'celeb_a' for the models that support it).
+  dataset.name = name  # 'mnist' (28x28 grey) or 'celeb_a' (RGB faces; channels follow the data).
   dataset.data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS data dir; None = default.
   # No `mnist` in data_dir and no network: train on the bundled 10,000 real test digits
   # (8,000 train / 2,000 test) with a warning. False: stop with the offline-import command instead.
   dataset.offline_fallback = True
   dataset.download = True  # Let TFDS download when the data is missing and the server answers.
-  dataset.channels = 1  # MNIST is grayscale.
-  # Filled in by the run: 'tfds' or 'bundled_mnist_t10k'. Recorded in config.json and metrics.jsonl.
+  # CelebA only: where the decoded, cropped and resized splits are cached as uint8 .npy files
+  # (default: <data_dir>/gan_aec_cache).
+  dataset.cache_dir = ml_collections.FieldReference(None, field_type=str)
+  # Filled in by the run: 'tfds' or (MNIST only) 'bundled_mnist_t10k'. Recorded in config.json and metrics.jsonl.
   dataset.source = ml_collections.FieldReference(None, field_type=str)
   return dataset
 

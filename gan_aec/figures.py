@@ -85,12 +85,16 @@ def save_image_grid(path: str, images: np.ndarray, num_cols: int, title: str | N
   return _save(fig, path)
 
 
-def save_scatter(path: str, points: np.ndarray, labels: np.ndarray, title: str, xlabel: str,
-                 ylabel: str) -> str:
-  """Scatter of points [N, 2] coloured by integer labels [N] (0..9) with a colour bar."""
+def save_scatter(path: str, points: np.ndarray, labels: np.ndarray | None, title: str,
+                 xlabel: str, ylabel: str) -> str:
+  """Scatter of points [N, 2] coloured by integer labels [N] (0..9) with a colour bar, or in one
+  colour when labels is None (a dataset without classes)."""
   fig, ax = plt.subplots(figsize=(6.4, 5.4))
-  sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=4, vmin=-0.5, vmax=9.5)
-  fig.colorbar(sc, ax=ax, ticks=range(10), label='digit')
+  if labels is None:
+    ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5)
+  else:
+    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=4, vmin=-0.5, vmax=9.5)
+    fig.colorbar(sc, ax=ax, ticks=range(10), label='digit')
   ax.set_title(title, fontsize=10)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)

@@ -13,19 +13,27 @@ from typing import Iterator
 
 import numpy as np
 
-from gan_aec.mnist_data import Split
+from gan_aec.splits import Split
 
 
-def to_float(images_uint8: np.ndarray) -> np.ndarray:
-  """uint8 [..., H, W, C] in 0..255 -> float32 in [0, 1]."""
-  return images_uint8.astype(np.float32) * np.float32(1.0 / 255.0)
+ValueRange = tuple[float, float]
+UNIT_RANGE: ValueRange = (0.0, 1.0)  # The autoencoders' and the VAE's inputs.
+TANH_RANGE: ValueRange = (-1.0, 1.0)  # The GAN's: its generator ends in tanh.
+
+
+def to_float(images_uint8: np.ndarray, value_range: ValueRange = UNIT_RANGE) -> np.ndarray:
+  """uint8 [..., H, W, C] in 0..255 -> float32 in value_range (0 -> low, 255 -> high)."""
+  low, high = value_range
+  scale = np.float32((high - low) / 255.0)
+  images = np.asarray(images_uint8).astype(np.float32) * scale
+  return images + np.float32(low) if low else images
 
 
 class TrainBatches:
   """Shuffled training batches of `batch_size` (the global batch) indexed by step."""
 
   def __init__(self, split: Split, batch_size: int, seed: int, *, process_index: int = 0,
-               process_count: int = 1):
+               process_count: int = 1, value_range: ValueRange = UNIT_RANGE):
     if batch_size > len(split):
       raise ValueError(f'batch_size {batch_size} is larger than the training split '
                        f'({len(split)} images). Lower --config.batch_size.')
@@ -34,6 +42,7 @@ class TrainBatches:
     self.split = split
     self.batch_size = batch_size
     self.seed = seed
+    self.value_range = value_range
     self.steps_per_epoch = len(split) // batch_size
     self.local_batch_size = batch_size // process_count
     self._local_slice = slice(process_index * self.local_batch_size,
@@ -53,18 +62,26 @@ class TrainBatches:
     return self._permutation(epoch)[start:start + self.batch_size]
 
   def get(self, step: int) -> dict[str, np.ndarray]:
-    """This process's part of step's batch: 'image' float32 [b, H, W, C] in [0, 1], 'label' int32."""
+    """This process's part of step's batch: 'image' float32 [b, H, W, C] in value_range, and
+    'label' int32 [b] when the split has labels."""
     idx = self.indices(step)[self._local_slice]
-    return {'image': to_float(self.split.images[idx]),
-            'label': self.split.labels[idx].astype(np.int32)}
+    return _batch(self.split, idx, self.value_range)
+
+
+def _batch(split: Split, idx: np.ndarray, value_range: ValueRange) -> dict[str, np.ndarray]:
+  batch = {'image': to_float(split.images[idx], value_range)}
+  if split.labels is not None:
+    batch['label'] = split.labels[idx].astype(np.int32)
+  return batch
 
 
 def eval_batches(split: Split, batch_size: int, *, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                 process_count: int = 1,
+                 value_range: ValueRange = UNIT_RANGE) -> Iterator[dict[str, np.ndarray]]:
   """The whole split in order, in global batches of `batch_size`, the last one padded.
 
-  Yields this process's slice of each global batch: 'image' float32 [b, H, W, C] in [0, 1],
-  'label' int32 [b] and 'mask' bool [b], False on the padding.
+  Yields this process's slice of each global batch: 'image' float32 [b, H, W, C] in value_range,
+  'label' int32 [b] (when the split has labels) and 'mask' bool [b], False on the padding.
   """
   local = batch_size // process_count
   n = len(split)
@@ -72,5 +89,4 @@ def eval_batches(split: Split, batch_size: int, *, process_index: int = 0,
     idx = np.arange(start, start + batch_size)[process_index * local:(process_index + 1) * local]
     mask = idx < n
     idx = np.where(mask, idx, 0)
-    yield {'image': to_float(split.images[idx]), 'label': split.labels[idx].astype(np.int32),
-           'mask': mask}
+    yield {**_batch(split, idx, value_range), 'mask': mask}

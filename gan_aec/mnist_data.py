@@ -10,7 +10,6 @@ recorded in `config.dataset.source` so that 8,000-digit numbers are not mistaken
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 
@@ -18,6 +17,7 @@ from absl import logging
 import numpy as np
 
 from gan_aec import idx
+from gan_aec.splits import Data, DatasetUnavailableError, Split
 
 BUNDLED_DIR = os.path.join(os.path.dirname(__file__), 'data', 'mnist_t10k')
 BUNDLED_NUM_TEST = 2000  # The last 2,000 bundled digits are the test split; the first 8,000 train.
@@ -37,39 +37,19 @@ IMPORT_HINT = (
     'then pass --config.dataset.data_dir=TFDS_DIR (or run once on a machine with internet).')
 
 
-class DatasetUnavailableError(RuntimeError):
-  """The requested dataset is not in the data dir and cannot be downloaded or substituted."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-  """One split held in memory: uint8 images [N, 28, 28, 1] and int64 labels [N]."""
-  images: np.ndarray
-  labels: np.ndarray
-
-  def __len__(self) -> int:
-    return len(self.images)
-
-
-@dataclasses.dataclass(frozen=True)
-class MnistData:
-  train: Split
-  test: Split
-  source: str  # SOURCE_TFDS or SOURCE_BUNDLED.
-
-
-def load_bundled() -> MnistData:
+def load_bundled() -> Data:
   """The bundled real digits, split 8,000 train / 2,000 test (deterministic, no shuffling)."""
   images, labels = idx.read_split(BUNDLED_DIR, 't10k')
   n_train = len(images) - BUNDLED_NUM_TEST
-  return MnistData(train=Split(images[:n_train], labels[:n_train]),
-                   test=Split(images[n_train:], labels[n_train:]),
-                   source=SOURCE_BUNDLED)
+  return Data(train=Split(images[:n_train], labels[:n_train]),
+              test=Split(images[n_train:], labels[n_train:]),
+              source=SOURCE_BUNDLED)
 
 
-def can_reach_download_server(timeout_s: float = 3.0) -> bool:
+def can_reach_download_server(timeout_s: float = 3.0, host: tuple[str, int] = _DOWNLOAD_HOST) -> bool:
+  """Whether a TCP connection to `host` (default: MNIST's download server) opens within timeout_s."""
   try:
-    with socket.create_connection(_DOWNLOAD_HOST, timeout=timeout_s):
+    with socket.create_connection(host, timeout=timeout_s):
       return True
   except OSError:
     return False
@@ -83,7 +63,7 @@ def _tfds_split(builder, split: str) -> Split:
 
 
 def load(data_dir: str | None = None, *, offline_fallback: bool = True,
-         download: bool = True) -> MnistData:
+         download: bool = True) -> Data:
   """Loads MNIST's train and test splits into memory.
 
   Args:
@@ -93,7 +73,7 @@ def load(data_dir: str | None = None, *, offline_fallback: bool = True,
     download: let TFDS download MNIST when it is not in data_dir and the server is reachable.
 
   Returns:
-    MnistData with uint8 images [N, 28, 28, 1], int64 labels [N] and the source it came from.
+    Data with uint8 images [N, 28, 28, 1], int64 labels [N] and the source it came from.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder('mnist', data_dir=data_dir)
@@ -111,5 +91,5 @@ def load(data_dir: str | None = None, *, offline_fallback: bool = True,
           'MNIST test digits instead (first 8,000 = train, last 2,000 = test); numbers from this '
           'split are not full-MNIST numbers.\n%s', where, 10000, IMPORT_HINT)
       return load_bundled()
-  return MnistData(train=_tfds_split(builder, 'train'), test=_tfds_split(builder, 'test'),
+  return Data(train=_tfds_split(builder, 'train'), test=_tfds_split(builder, 'test'),
                    source=SOURCE_TFDS)

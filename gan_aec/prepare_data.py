@@ -1,6 +1,7 @@
 r"""Imports datasets into a TFDS data dir from local files, with no network.
 
   python -m gan_aec.prepare_data --dataset=mnist --source_dir=DIR --data_dir=TFDS_DIR
+  python -m gan_aec.prepare_data --dataset=celeb_a --source_dir=DIR --data_dir=TFDS_DIR
 
 MNIST: DIR holds the official IDX files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte`,
 `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`). Each is checked (magic number, count, size)
@@ -10,6 +11,13 @@ training uses them with `--config.dataset.data_dir=TFDS_DIR`.
 With only the test files (as in gan_aec's bundled digits), pass `--holdout=N` to split them
 deterministically: the last N images become `test` and the rest `train` (N=2000 matches the
 bundled-digits fallback). Without it the import refuses, so a partial set is never mistaken for MNIST.
+
+CelebA: DIR holds the official release's `img_align_celeba.zip` (or the extracted
+`img_align_celeba/` folder) and `list_eval_partition.txt`, plus `list_attr_celeba.txt`,
+`list_landmarks_align_celeba.txt` and `identity_CelebA.txt` when present (directly or in the
+release's Img/, Anno/, Eval/ subfolders); see `gan_aec.celeb_a_import`. The result is TFDS's own
+`celeb_a` (train / validation / test), so `--config=configs/dcgan.py:celeb_a
+--config.dataset.data_dir=TFDS_DIR` trains on it.
 """
 
 from __future__ import annotations
@@ -22,9 +30,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from gan_aec import idx
+from gan_aec import celeb_a_import, idx
 
-_DATASET = flags.DEFINE_enum('dataset', 'mnist', ['mnist'], 'Which dataset to import.')
+_DATASET = flags.DEFINE_enum('dataset', 'mnist', ['mnist', 'celeb_a'], 'Which dataset to import.')
 _SOURCE_DIR = flags.DEFINE_string('source_dir', None, 'Folder with the official files.',
                                   required=True)
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data dir to write into (default: TFDS '
@@ -94,21 +102,50 @@ def write_mnist(splits: dict[str, tuple[np.ndarray, np.ndarray]], data_dir: str 
   return str(builder.data_dir)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def _fail(message: str) -> None:
+  logging.error('%s\nNothing was written.', message)
+  print(f'error: {message}\nNothing was written.', file=sys.stderr)
+  sys.exit(1)
+
+
+def import_mnist() -> None:
   try:
     splits = mnist_splits(_SOURCE_DIR.value, _HOLDOUT.value)
   except (idx.IdxFormatError, ImportError_) as e:
-    logging.error('%s\nNothing was written.', e)
-    print(f'error: {e}\nNothing was written.', file=sys.stderr)
-    sys.exit(1)
+    _fail(str(e))
   path = write_mnist(splits, _DATA_DIR.value)
   sizes = ', '.join(f'{name} {len(images)}' for name, (images, _) in splits.items())
   how = (f' (the last {_HOLDOUT.value} test-file images are `test`, the rest `train`)'
          if _HOLDOUT.value else '')
   print(f'Wrote TFDS mnist {MNIST_VERSION} to {path}: {sizes}{how}.\n'
         f'Train on it with --config.dataset.data_dir={_DATA_DIR.value or "(TFDS default)"}')
+
+
+def import_celeb_a() -> None:
+  if _HOLDOUT.value is not None:
+    _fail('--holdout is for MNIST only; CelebA comes with its official split.')
+  try:
+    source = celeb_a_import.read_source(_SOURCE_DIR.value)
+    path, version = celeb_a_import.write(source, _DATA_DIR.value)
+  except celeb_a_import.CelebAFormatError as e:
+    _fail(str(e))
+  sizes = ', '.join(f'{name} {len(names)}' for name, names in source.splits.items() if names)
+  missing = source.missing_annotations()
+  if missing:
+    print(f'Note: {", ".join(missing)} not found; their features hold placeholders (attributes '
+          f'False, landmarks and identity {celeb_a_import.MISSING_INT}).')
+  print(f'Wrote TFDS celeb_a {version} to {path}: {sizes}.\n'
+        f'Train on it with --config=configs/dcgan.py:celeb_a '
+        f'--config.dataset.data_dir={_DATA_DIR.value or "(TFDS default)"}')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if _DATASET.value == 'mnist':
+    import_mnist()
+  else:
+    import_celeb_a()
 
 
 if __name__ == '__main__':

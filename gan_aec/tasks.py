@@ -41,12 +41,15 @@ class Task:
       after each evaluation (final=True at the end of training).
     write_samples: optional (state, figures_dir, step) -> paths written, run every
       `config.sample_every_steps` (the GAN's sample grids).
+    image_range: the (low, high) float range the steps expect batch['image'] in; the input
+      pipeline maps uint8 0..255 onto it.
   """
   create_state: Callable[[jax.Array, Batch], State]
   train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
   eval_step: Callable[[State, Batch, jax.Array], Metrics]
   write_figures: Callable[..., list[str]]
   write_samples: Callable[..., list[str]] | None = None
+  image_range: tuple[float, float] = (0.0, 1.0)
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:

@@ -22,7 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from gan_aec import checkpointing, input_pipeline, metric_logging, mnist_data, tasks
+from gan_aec import checkpointing, datasets, input_pipeline, metric_logging, splits, tasks
 
 # Streams derived from config.seed; each step folds its step number into the train stream.
 _INIT_STREAM, _TRAIN_STREAM, _EVAL_STREAM = 0, 1, 2
@@ -32,9 +32,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops a bad config with a message before any data is read or anything is compiled."""
   if config.model not in tasks.REGISTRY:
     raise ValueError(f'Unknown model {config.model!r}; choose one of {sorted(tasks.REGISTRY)}.')
-  if config.dataset.name != 'mnist':
-    raise ValueError(f'dataset.name={config.dataset.name!r}: this model trains on MNIST only '
-                     "(dataset.name='mnist').")
+  if config.dataset.name not in datasets.DATASETS:
+    raise ValueError(f'Unknown dataset.name {config.dataset.name!r}; choose one of '
+                     f'{sorted(datasets.DATASETS)}.')
+  image_size = config.get('image_size', 28)
+  sizes = datasets.DATASETS[config.dataset.name][1]
+  if image_size not in sizes:
+    raise ValueError(f'image_size={image_size} is not available for {config.dataset.name} '
+                     f'(available: {", ".join(map(str, sizes))}).')
   for field in ('batch_size', 'num_train_steps', 'log_every_steps', 'eval_every_steps',
                 'checkpoint_every_steps', 'eval_batch_size'):
     if int(config[field]) <= 0:
@@ -76,11 +81,12 @@ def global_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
-def _evaluate(eval_fn, state, split: mnist_data.Split, config, rng, batch_sharding) -> dict:
+def _evaluate(eval_fn, state, split: splits.Split, config, rng, batch_sharding,
+              value_range) -> dict:
   totals = None
   for i, batch in enumerate(input_pipeline.eval_batches(
       split, config.eval_batch_size, process_index=jax.process_index(),
-      process_count=jax.process_count())):
+      process_count=jax.process_count(), value_range=value_range)):
     sums = eval_fn(state, global_batch(batch, batch_sharding), jax.random.fold_in(rng, i))
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
   totals = jax.device_get(totals)
@@ -109,9 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   is_writer = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
 
-  data = mnist_data.load(config.dataset.data_dir,
-                         offline_fallback=config.dataset.offline_fallback,
-                         download=config.dataset.download)
+  data = datasets.load(config)
   with config.unlocked():
     config.dataset.source = data.source
   task = tasks.build_task(config)
@@ -122,7 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   train_batches = input_pipeline.TrainBatches(
       data.train, config.batch_size, config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count())
+      process_count=jax.process_count(), value_range=task.image_range)
   root = jax.random.key(config.seed)
   init_rng, train_rng, eval_rng = (jax.random.fold_in(root, s)
                                    for s in (_INIT_STREAM, _TRAIN_STREAM, _EVAL_STREAM))
@@ -154,10 +158,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   figures_dir = os.path.join(workdir, 'figures')
   eval_metrics: dict[str, float] = {}
   last_saved = start_step or None
-  logging.info('Training %s from step %d to %d on %d device(s), %s MNIST (%d train images).',
-               config.model, start_step, total, jax.device_count(), data.source, len(data.train))
+  logging.info('Training %s from step %d to %d on %d device(s), %s %s (%d train images).',
+               config.model, start_step, total, jax.device_count(), data.source,
+               config.dataset.name, len(data.train))
   def evaluate(step: int, final: bool) -> dict[str, float]:
-    metrics = _evaluate(eval_fn, state, data.test, config, eval_rng, batch_sharding)
+    metrics = _evaluate(eval_fn, state, data.test, config, eval_rng, batch_sharding,
+                        task.image_range)
     logger.write_scalars(step, metrics)
     logging.info('step %d eval: %s', step, ' '.join(f'{k}={v:.4f}' for k, v in metrics.items()))
     if is_writer:

@@ -11,15 +11,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_benchmark_json_smoke():
   result = subprocess.run(
       [sys.executable, '-m', 'gan_aec.benchmark', '--model=autoencoder', '--batch_size=8',
-       '--steps=2', '--repeats=1', '--json'],
+       '--steps=2', '--repeats=1', '--json', '--celeb_a_images=20'],
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
   assert result.returncode == 0, result.stderr[-3000:]
   records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{')]
-  model, pipeline = records
+  model, *pipelines = records
   assert model['model'] == 'autoencoder' and model['batch_size'] == 8
   for key in ('images_per_s', 'gflops_per_s', 'percent_of_ceiling', 'compile_s'):
     assert model[key] > 0, key
   # 8 images x ~8.9 MFLOP of useful training work each (forward + backward), by XLA's count.
   assert 0.03 < model['gflops_per_step'] < 0.15
-  assert pipeline['images_per_s'] > 0
+  assert [p['pipeline'].split()[0] for p in pipelines] == ['mnist', 'celeb_a', 'celeb_a']
+  assert 'first pass' in pipelines[1]['pipeline'] and 'from the cache' in pipelines[2]['pipeline']
+  assert all(p['images_per_s'] > 0 for p in pipelines)

@@ -10,10 +10,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import figures, microbatching, train_state
+from gan_aec import datasets, figures, microbatching, train_state
 from gan_aec.autoencoder.model import ConvAutoencoder
 from gan_aec.autoencoder.steps import add_noise, eval_step, train_step
-from gan_aec.mnist_data import Split
+from gan_aec.splits import Split
 from gan_aec.tasks import Task
 
 NUM_FIGURE_DIGITS = 10
@@ -22,7 +22,7 @@ NUM_FIGURE_DIGITS = 10
 def build_task(config: ml_collections.ConfigDict) -> Task:
   model = ConvAutoencoder(encoder_features=tuple(config.encoder_features),
                           decoder_features=tuple(config.decoder_features),
-                          out_channels=config.dataset.channels,
+                          out_channels=datasets.channels(config),
                           conv_implementation=config.conv_implementation,
                           kernel_init=config.kernel_init)
   noise_std = float(config.noise_std)

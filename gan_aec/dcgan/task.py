@@ -10,20 +10,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import figures, train_state
+from gan_aec import datasets, figures, input_pipeline, train_state
 from gan_aec.dcgan import steps
 from gan_aec.dcgan.model import Discriminator, Generator
-from gan_aec.mnist_data import Split
+from gan_aec.splits import Split
 from gan_aec.tasks import Task
 
 NUM_SAMPLES = 64  # The fixed noise batch: an 8x8 grid.
 STRIP_SAMPLES = 8  # Samples of the fixed noise shown at successive steps in the progress strip.
 _NOISE_STREAM = 3
-
-
-def to_gan_range(batch: dict) -> dict:
-  """The input pipeline's images in [0, 1] -> [-1, 1], the generator's tanh range."""
-  return {**batch, 'image': batch['image'] * 2.0 - 1.0}
 
 
 def fixed_noise(workdir: str, seed: int, latent_dim: int) -> np.ndarray:
@@ -56,7 +51,7 @@ def _update_progress(workdir: str, step: int, samples: np.ndarray) -> tuple[np.n
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
-  generator = Generator(image_size=config.image_size, channels=config.dataset.channels,
+  generator = Generator(image_size=config.image_size, channels=datasets.channels(config),
                         conv_implementation=config.conv_implementation)
   discriminator = Discriminator(image_size=config.image_size,
                                 conv_implementation=config.conv_implementation)
@@ -75,14 +70,8 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                                          batch_stats=d_vars['batch_stats']),
         ema_params=jax.tree.map(np.asarray, g_vars['params']) if use_ema else {})
 
-  def train_step(state, batch, rng):
-    return steps.train_step(state, to_gan_range(batch), rng, latent_dim=config.latent_dim,
-                            loss=config.loss, real_label=config.real_label,
-                            ema_decay=config.ema_decay)
-
-  def eval_step(state, batch, rng):
-    return steps.eval_step(state, to_gan_range(batch), rng)
-
+  train_step = functools.partial(steps.train_step, latent_dim=config.latent_dim, loss=config.loss,
+                                 real_label=config.real_label, ema_decay=config.ema_decay)
   sample_fn = jax.jit(functools.partial(steps.generate, use_ema=use_ema))
 
   def write_samples(state, figures_dir: str, step: int) -> list[str]:
@@ -104,5 +93,6 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     del test, final
     return write_samples(state, figures_dir, step)
 
-  return Task(create_state=create_state, train_step=train_step, eval_step=eval_step,
-              write_figures=write_figures, write_samples=write_samples)
+  return Task(create_state=create_state, train_step=train_step, eval_step=steps.eval_step,
+              write_figures=write_figures, write_samples=write_samples,
+              image_range=input_pipeline.TANH_RANGE)

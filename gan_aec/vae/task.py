@@ -12,9 +12,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import figures, train_state
+from gan_aec import datasets, figures, train_state
 from gan_aec.input_pipeline import to_float
-from gan_aec.mnist_data import Split
+from gan_aec.splits import Split
 from gan_aec.tasks import Task
 from gan_aec.vae.model import ConvVAE
 from gan_aec.vae.steps import eval_step, train_step
@@ -47,7 +47,7 @@ def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, ste
   means = _latent_means(model, params, test.images)
   points, xlabel, ylabel, what = _project_2d(means)
   paths.append(figures.save_scatter(path('latent_scatter.png'), points, test.labels,
-                                    f'{title}: {what} of {len(means)} test digits', xlabel, ylabel))
+                                    f'{title}: {what} of {len(means)} test images', xlabel, ylabel))
 
   # Manifold: z over the prior's quantiles in the first two latent dimensions (others at 0).
   grid = np.asarray(norm.ppf(jnp.linspace(0.05, 0.95, MANIFOLD_SIZE)))
@@ -70,19 +70,19 @@ def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, ste
   digits = to_float(test.images[:10])
   paths.append(figures.save_image_rows(path('reconstructions.png'),
                                        [digits, np.asarray(decode(params, means[:10]))],
-                                       ['test digits', 'decoded means'], title=title))
+                                       ['test images', 'decoded means'], title=title))
 
   # Interpolations: 5 pairs of test digits, 10 steps along the line between their latent means.
   alphas = np.linspace(0.0, 1.0, 10, dtype=np.float32)[:, None]
   rows = [means[2 * i] * (1 - alphas) + means[2 * i + 1] * alphas for i in range(5)]
   paths.append(figures.save_image_grid(
       path('interpolation.png'), np.asarray(decode(params, np.concatenate(rows))), 10,
-      f'{title}: interpolation between test digits in latent space'))
+      f'{title}: interpolation between test images in latent space'))
   return paths
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
-  model = ConvVAE(latent_dim=config.latent_dim, image_shape=(28, 28, config.dataset.channels),
+  model = ConvVAE(latent_dim=config.latent_dim, image_shape=(28, 28, datasets.channels(config)),
                   conv_implementation=config.conv_implementation)
 
   def create_state(rng, example_batch):
