@@ -72,9 +72,11 @@ def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, ste
                                        [digits, np.asarray(decode(params, means[:10]))],
                                        ['test images', 'decoded means'], title=title))
 
-  # Interpolations: 5 pairs of test digits, 10 steps along the line between their latent means.
+  # Interpolations: 5 pairs of test images (fewer in a tiny split), 10 steps along the line between
+  # their latent means.
   alphas = np.linspace(0.0, 1.0, 10, dtype=np.float32)[:, None]
-  rows = [means[2 * i] * (1 - alphas) + means[2 * i + 1] * alphas for i in range(5)]
+  rows = [means[2 * i] * (1 - alphas) + means[2 * i + 1] * alphas
+          for i in range(min(5, len(means) // 2))]
   paths.append(figures.save_image_grid(
       path('interpolation.png'), np.asarray(decode(params, np.concatenate(rows))), 10,
       f'{title}: interpolation between test images in latent space'))
