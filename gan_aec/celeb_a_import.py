@@ -24,6 +24,8 @@ from typing import Iterator
 
 import numpy as np
 
+from gan_aec import errors
+
 IMAGES_ZIP = 'img_align_celeba.zip'
 IMAGES_DIR = 'img_align_celeba'
 PARTITION_FILE = 'list_eval_partition.txt'
@@ -35,7 +37,7 @@ IMAGE_SIZE_WH = (178, 218)
 MISSING_INT = -1  # Landmarks and identity when their file is absent.
 
 
-class CelebAFormatError(ValueError):
+class CelebAFormatError(errors.UserError, ValueError):
   """An official CelebA file is missing or malformed; the message names it."""
 
 

@@ -1,7 +1,10 @@
 """The one place that talks to orbax: a run's checkpoints in `WORKDIR/checkpoints/<step>/`.
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a process
-killed mid-save leaves the previous checkpoint as the latest loadable one.
+killed mid-save leaves the previous checkpoint as the latest loadable one (the half-written folder
+is ignored, and removed when the next run opens the directory). A committed checkpoint that fails to
+restore (a file damaged later, or a state of another shape) raises CheckpointError saying which one
+and how to fall back to the one before.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from gan_aec import errors
 
 
 class Checkpointer:
@@ -23,7 +28,7 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(
             save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(every_steps),
             preservation_policy=ocp.checkpoint_managers.LatestN(max_to_keep),
-            create=True))
+            create=True, cleanup_tmp_directories=True))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -31,7 +36,23 @@ class Checkpointer:
   def restore(self, abstract_state: Any, step: int | None = None) -> Any:
     """Restores `step` (default: latest) into the structure, dtypes and shardings of abstract_state."""
     step = self.latest_step() if step is None else step
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
+      path = os.path.join(self.directory, str(step))
+      earlier = [s for s in self._manager.all_steps() if s < step]
+      aside = os.path.join(os.path.dirname(self.directory), f'damaged_checkpoint_{step}')
+      fallback = (f'To resume from step {max(earlier)} instead, move it aside: '
+                  f'mv {path} {aside}' if earlier else
+                  'There is no earlier checkpoint; use a new --workdir to start over')
+      raise errors.CheckpointError(
+          f'Checkpoint {path} cannot be restored ({type(e).__name__}: {str(e)[:500]}). It is damaged, '
+          f'or the config describes a different model than the one saved. {fallback}, then re-run '
+          'the same command.') from e
+
+  def should_save(self, step: int) -> bool:
+    """Whether save(step) would save under the interval policy."""
+    return self._manager.should_save(step)
 
   def save(self, step: int, state: Any, *, force: bool = False) -> bool:
     """Saves (asynchronously) if the interval policy says so or `force`; True if a save started."""

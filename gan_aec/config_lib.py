@@ -30,6 +30,9 @@ def add_loop_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   # Evaluate the untrained model at step 0 (the start of every eval curve). Turn off when an
   # evaluation is expensive, e.g. the VAE's IWAE bound with 1,000 samples.
   config.eval_at_start = True
+  # Resuming a workdir whose config.json differs in a field that defines the experiment (model,
+  # data, optimiser, batch size, seed, ...) is an error unless this is True; see gan_aec.workdir.
+  config.allow_config_change = False
   return config
 
 

@@ -5,9 +5,16 @@ r"""Trains a model from a config file.
 
 Outputs in WORKDIR: checkpoints/, figures/, metrics.jsonl, TensorBoard events, config.json.
 Re-running the same command resumes from the latest checkpoint.
+
+Exit status: 0 when the run finished; 1 with a one-paragraph `error:` message (no traceback) for
+what a user can fix (a bad config or override, missing data, a workdir of another run, a damaged
+checkpoint, a non-finite loss); 128 + N after SIGTERM (143) or SIGINT (130), once a checkpoint at
+the current step is saved.
 """
 
 import logging as std_logging
+import re
+import sys
 
 from absl import app
 from absl import flags
@@ -15,7 +22,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from gan_aec import train
+from gan_aec import errors, preemption, train
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and figures.',
                                required=True)
@@ -39,13 +46,38 @@ def main(argv):
   config = flags.FLAGS.config
   logging.info('JAX: process %d of %d, devices %s', jax.process_index(), jax.process_count(),
                jax.devices())
-  train.train_and_evaluate(config, _WORKDIR.value)
+  try:
+    train.train_and_evaluate(config, _WORKDIR.value)
+  except errors.UserError as e:
+    _fail(str(e))
+  except preemption.Preempted as e:
+    print(e, file=sys.stderr)
+    sys.exit(128 + e.signum)
+
+
+def _fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a message for an override of a config field that does not exist
+  (ml_collections raises a bare AttributeError / KeyError naming only the field)."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    field = str(e).strip('"\'')
+    overrides = [a.split('=')[0] for a in argv
+                 if a.startswith('--config.') and re.search(rf'\b{re.escape(field)}\b', a)]
+    _fail(f'{overrides[0] if overrides else "a --config. override"}: the config has no field '
+          f'{field!r}. Overrides can only set fields the config file defines; check the spelling '
+          'against the config file (its fields are listed in the run\'s config.json).')
 
 
 def run():
   """Console-script entry point (`gan-aec-train`), the same as `python -m gan_aec.main`."""
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

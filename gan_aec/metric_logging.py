@@ -3,6 +3,10 @@
 `metrics.jsonl` holds one JSON object per line: a `run_start` record each time the run starts or
 resumes (model, dataset source, devices), then `{"step": s, name: value, ...}` records; evaluation
 values are prefixed `eval_`. Only process 0 writes files.
+
+On a resume from step s, records of steps after s (written before a crash, by steps the resumed run
+repeats) are dropped first, as is a line cut short by a kill, so the file reads as if the run had
+never stopped.
 """
 
 from __future__ import annotations
@@ -27,12 +31,34 @@ def _plain(value: Any) -> Any:
 class MetricLogger:
   """Writes scalar metrics to TensorBoard and metrics.jsonl (only when `is_writer`)."""
 
-  def __init__(self, workdir: str, *, is_writer: bool = True):
+  def __init__(self, workdir: str, *, is_writer: bool = True, resume_step: int | None = None):
     self.is_writer = is_writer
     self.jsonl_path = os.path.join(workdir, 'metrics.jsonl')
+    if is_writer and resume_step is not None and os.path.exists(self.jsonl_path):
+      self._drop_records_after(resume_step)
     # TensorBoard events on process 0 only; progress lines are logged by log_progress instead.
     self._writer = (metric_writers.SummaryWriter(workdir) if is_writer
                     else metric_writers.MultiWriter([]))
+
+  def _drop_records_after(self, step: int) -> None:
+    kept, dropped = [], 0
+    with open(self.jsonl_path, encoding='utf-8') as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+        except ValueError:  # A line cut short by a kill.
+          dropped += 1
+          continue
+        if 'event' in record or record.get('step', 0) <= step:
+          kept.append(line if line.endswith('\n') else line + '\n')
+        else:
+          dropped += 1
+    if dropped:
+      logging.info('metrics.jsonl: dropped %d records after step %d (repeated by this resume).',
+                   dropped, step)
+      with open(self.jsonl_path + '.tmp', 'w', encoding='utf-8') as f:
+        f.writelines(kept)
+      os.replace(self.jsonl_path + '.tmp', self.jsonl_path)
 
   def _append(self, record: Mapping[str, Any]) -> None:
     if self.is_writer:

@@ -56,8 +56,15 @@ def can_reach_download_server(timeout_s: float = 3.0, host: tuple[str, int] = _D
 
 
 def _tfds_split(builder, split: str) -> Split:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  parts = list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False).batch(10000)))
+  try:
+    parts = list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False).batch(10000)))
+  except (tf.errors.OpError, OSError, ValueError) as e:
+    raise DatasetUnavailableError(
+        f'The TFDS files of mnist {split} in {builder.data_dir} cannot be read '
+        f'({type(e).__name__}: {str(e).splitlines()[0][:300]}). They are damaged or incomplete: '
+        f'delete {builder.data_dir} and import or download MNIST again.\n{IMPORT_HINT}') from e
   return Split(np.concatenate([p['image'] for p in parts]).astype(np.uint8),
                np.concatenate([p['label'] for p in parts]).astype(np.int64))
 

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from gan_aec import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
@@ -28,5 +30,5 @@ class Data:
   source: str
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(errors.UserError, RuntimeError):
   """The requested dataset is not in the data dir and cannot be downloaded or substituted."""

@@ -33,7 +33,7 @@ class Task:
   """What the loop needs of a model family.
 
   Attributes:
-    create_state: (rng, example_batch) -> the step-0 state pytree (host arrays).
+    create_state: (rng, example_batch) -> the step-0 state pytree; traceable (the loop jits it).
     train_step: (state, batch, rng) -> (state, metrics of scalars); pure, jitted by the loop.
     eval_step: (state, batch, rng) -> sums over the batch's valid examples, with 'count'; the loop
       adds them over the test split and divides by 'count', logging `eval_<name>`.

@@ -11,7 +11,6 @@ Re-running with the same workdir resumes from the latest checkpoint; a finished 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -22,7 +21,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from gan_aec import checkpointing, datasets, input_pipeline, metric_logging, splits, tasks
+from gan_aec import (checkpointing, datasets, errors, input_pipeline, metric_logging, preemption,
+                     splits, tasks)
+from gan_aec import workdir as run_workdir
 
 # Streams derived from config.seed; each step folds its step number into the train stream.
 _INIT_STREAM, _TRAIN_STREAM, _EVAL_STREAM = 0, 1, 2
@@ -31,24 +32,33 @@ _INIT_STREAM, _TRAIN_STREAM, _EVAL_STREAM = 0, 1, 2
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops a bad config with a message before any data is read or anything is compiled."""
   if config.model not in tasks.REGISTRY:
-    raise ValueError(f'Unknown model {config.model!r}; choose one of {sorted(tasks.REGISTRY)}.')
+    raise errors.ConfigError(f'Unknown model {config.model!r}; choose one of '
+                             f'{sorted(tasks.REGISTRY)}.')
   if config.dataset.name not in datasets.DATASETS:
-    raise ValueError(f'Unknown dataset.name {config.dataset.name!r}; choose one of '
-                     f'{sorted(datasets.DATASETS)}.')
+    raise errors.ConfigError(f'Unknown dataset.name {config.dataset.name!r}; choose one of '
+                             f'{sorted(datasets.DATASETS)}.')
   image_size = config.get('image_size', 28)
   sizes = datasets.DATASETS[config.dataset.name][1]
   if image_size not in sizes:
-    raise ValueError(f'image_size={image_size} is not available for {config.dataset.name} '
-                     f'(available: {", ".join(map(str, sizes))}).')
+    raise errors.ConfigError(f'image_size={image_size} is not available for '
+                             f'{config.dataset.name} (available: {", ".join(map(str, sizes))}).')
   for field in ('batch_size', 'num_train_steps', 'log_every_steps', 'eval_every_steps',
-                'checkpoint_every_steps', 'eval_batch_size'):
-    if int(config[field]) <= 0:
-      raise ValueError(f'config.{field} must be a positive integer, got {config[field]}.')
+                'checkpoint_every_steps', 'eval_batch_size', 'sample_every_steps'):
+    if field in config and int(config[field]) <= 0:
+      raise errors.ConfigError(f'config.{field} must be a positive integer, got {config[field]}.')
   devices = jax.device_count()
   for field in ('batch_size', 'eval_batch_size'):
     if config[field] % devices:
-      raise ValueError(f'config.{field}={config[field]} is not divisible by the {devices} devices; '
-                       f'use a multiple of {devices}.')
+      raise errors.ConfigError(f'config.{field}={config[field]} is not divisible by the {devices} '
+                               f'devices; use a multiple of {devices}.')
+
+
+def build_task(config: ml_collections.ConfigDict) -> tasks.Task:
+  """The model family's task; a setting it rejects (e.g. an unknown loss) is a ConfigError."""
+  try:
+    return tasks.build_task(config)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from e
 
 
 def make_mesh() -> jax.sharding.Mesh:
@@ -94,44 +104,52 @@ def _evaluate(eval_fn, state, split: splits.Split, config, rng, batch_sharding,
   return {f'eval_{k}': float(v) / float(count) for k, v in totals.items()}
 
 
-def _check_finite(step: int, metrics: dict[str, float], last_checkpoint: int | None) -> None:
+def _check_finite(step: int, metrics: dict[str, float], last_checkpoint: int | None,
+                  checkpoint_dir: str) -> None:
   bad = [k for k, v in metrics.items() if not math.isfinite(v)]
   if bad:
-    where = (f'the last good checkpoint is step {last_checkpoint}' if last_checkpoint is not None
-             else 'no checkpoint was written yet')
-    raise FloatingPointError(
-        f'Non-finite {", ".join(bad)} at step {step} ({metrics}); stopping without saving this '
+    where = (f'the last good checkpoint is step {last_checkpoint} in {checkpoint_dir}'
+             if last_checkpoint is not None else 'no checkpoint was written yet')
+    raise errors.NonFiniteError(
+        f'Non-finite {", ".join(bad)} at step {step} ({metrics}); stopped without saving this '
         f'state; {where}. Lower the learning rate or check the data.')
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  with open(os.path.join(workdir, 'config.json'), 'w', encoding='utf-8') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains config.model to config.num_train_steps in workdir (resuming); returns final eval metrics."""
+  """Trains config.model to config.num_train_steps in workdir (resuming); returns final eval metrics.
+
+  Raises:
+    errors.UserError subclasses for what a user can fix (bad config, missing data, a workdir of
+      another run, a damaged checkpoint, a non-finite loss), before anything is written where
+      possible; preemption.Preempted after saving a checkpoint when SIGTERM or SIGINT arrived.
+  """
   validate_config(config)
+  task = build_task(config)
+  allowed_changes = run_workdir.check_resume(config, workdir)  # Before anything is written.
   is_writer = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
 
   data = datasets.load(config)
+  run_workdir.check_data_source(config, workdir, data.source)
   with config.unlocked():
     config.dataset.source = data.source
-  task = tasks.build_task(config)
 
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
 
-  train_batches = input_pipeline.TrainBatches(
-      data.train, config.batch_size, config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), value_range=task.image_range)
+  try:
+    train_batches = input_pipeline.TrainBatches(
+        data.train, config.batch_size, config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count(), value_range=task.image_range)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from e
   root = jax.random.key(config.seed)
   init_rng, train_rng, eval_rng = (jax.random.fold_in(root, s)
                                    for s in (_INIT_STREAM, _TRAIN_STREAM, _EVAL_STREAM))
 
-  state = jax.device_put(task.create_state(init_rng, train_batches.get(0)), replicated)
+  # Jitted: one compile instead of one per initializer op (seconds saved on every start).
+  state = jax.jit(task.create_state, out_shardings=replicated)(init_rng, train_batches.get(0))
+  os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
   start_step = checkpointer.latest_step() or 0
   if start_step:
@@ -144,14 +162,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer.close()
     return {}
 
-  if is_writer and not os.path.exists(os.path.join(workdir, 'config.json')):
-    _write_config(config, workdir)
-  logger = metric_logging.MetricLogger(workdir, is_writer=is_writer)
+  if is_writer and (allowed_changes or run_workdir.saved_config(workdir) is None):
+    run_workdir.write_config(config, workdir)
+  logger = metric_logging.MetricLogger(workdir, is_writer=is_writer,
+                                       resume_step=start_step if start_step else None)
   logger.write_run_start(start_step, {
       'model': config.model, 'dataset.name': config.dataset.name,
       'dataset.source': data.source, 'train_examples': len(data.train),
       'test_examples': len(data.test), 'batch_size': config.batch_size,
-      'devices': jax.device_count(), 'processes': jax.process_count()})
+      'devices': jax.device_count(), 'processes': jax.process_count(),
+      **({'config_changes': {k: list(v) for k, v in allowed_changes.items()}}
+         if allowed_changes else {})})
 
   train_fn, eval_fn = jit_steps(task, mesh)
 
@@ -161,6 +182,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info('Training %s from step %d to %d on %d device(s), %s %s (%d train images).',
                config.model, start_step, total, jax.device_count(), data.source,
                config.dataset.name, len(data.train))
+
   def evaluate(step: int, final: bool) -> dict[str, float]:
     metrics = _evaluate(eval_fn, state, data.test, config, eval_rng, batch_sharding,
                         task.image_range)
@@ -173,25 +195,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if start_step == 0 and config.eval_at_start:
     evaluate(0, final=False)  # The untrained baseline, so every curve starts at step 0.
   progress = metric_logging.Progress(start_step, total, config.batch_size)
-  for step in range(start_step, total):
-    batch = global_batch(train_batches.get(step), batch_sharding)
-    state, metrics = train_fn(state, batch, train_rng)
-    done = step + 1
-    final = done == total
-    if done % config.log_every_steps == 0 or final:
-      values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      _check_finite(done, values, last_saved)
-      rates = progress.update(done)
-      logger.write_scalars(done, {**values, 'steps_per_s': rates['steps_per_s'],
-                                  'images_per_s': rates['images_per_s']})
-      metric_logging.log_progress(done, total, values, rates)
-    if done % config.eval_every_steps == 0 or final:
-      eval_metrics = evaluate(done, final)
-    elif task.write_samples and done % config.sample_every_steps == 0 and is_writer:
-      task.write_samples(jax.device_get(state), figures_dir, done)
-    if checkpointer.save(done, state, force=final):
-      last_saved = done
-  checkpointer.close()
-  logger.close()
+  try:
+    with preemption.StopRequests() as stop:
+      for step in range(start_step, total):
+        batch = global_batch(train_batches.get(step), batch_sharding)
+        state, metrics = train_fn(state, batch, train_rng)
+        done = step + 1
+        final = done == total
+        signum = stop.requested()
+        saving = final or signum is not None or checkpointer.should_save(done)
+        if done % config.log_every_steps == 0 or saving:
+          values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          # Checked at every save too, so a diverged state is never checkpointed.
+          _check_finite(done, values, last_saved, checkpointer.directory)
+        if done % config.log_every_steps == 0 or final:
+          rates = progress.update(done)
+          logger.write_scalars(done, {**values, 'steps_per_s': rates['steps_per_s'],
+                                      'images_per_s': rates['images_per_s']})
+          metric_logging.log_progress(done, total, values, rates)
+        if done % config.eval_every_steps == 0 or final:
+          eval_metrics = evaluate(done, final)
+        elif task.write_samples and done % config.sample_every_steps == 0 and is_writer:
+          task.write_samples(jax.device_get(state), figures_dir, done)
+        if saving and checkpointer.save(done, state, force=final or signum is not None):
+          last_saved = done
+        if signum is not None:
+          raise preemption.Preempted(signum, done, checkpointer.directory)
+  finally:  # Whatever stops the loop, saves already started are committed before we leave.
+    checkpointer.close()
+    logger.close()
   logging.info('Finished at step %d. Outputs in %s.', total, workdir)
   return eval_metrics

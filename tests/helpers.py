@@ -40,3 +40,26 @@ def write_mnist_files(folder: str, num_train: int | None, num_test: int, seed: i
 def read_metrics(workdir: str) -> list[dict]:
   with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
     return [json.loads(line) for line in f]
+
+
+TIMING_KEYS = ('steps_per_s', 'images_per_s')
+
+
+def committed_steps(workdir: str) -> list[int]:
+  """Steps of the committed checkpoints in workdir/checkpoints (half-written ones excluded)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def final_state(workdir: str):
+  """(step, raw pytree) of the latest checkpoint, read with no target: exactly what is on disk."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  step = committed_steps(workdir)[-1]
+  path = os.path.join(workdir, 'checkpoints', str(step), 'default')
+  return step, ocp.StandardCheckpointer().restore(path)
+
+
+def scalar_records(workdir: str) -> list[dict]:
+  """metrics.jsonl's metric records without run_start events and wall-clock rates."""
+  return [{k: v for k, v in r.items() if k not in TIMING_KEYS}
+          for r in read_metrics(workdir) if 'event' not in r]

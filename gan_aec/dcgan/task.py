@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from gan_aec import datasets, figures, input_pipeline, train_state
-from gan_aec.dcgan import steps
+from gan_aec.dcgan import losses, steps
 from gan_aec.dcgan.model import Discriminator, Generator
 from gan_aec.splits import Split
 from gan_aec.tasks import Task
@@ -51,6 +51,9 @@ def _update_progress(workdir: str, step: int, samples: np.ndarray) -> tuple[np.n
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
+  if config.loss not in losses.LOSSES:
+    raise ValueError(f'loss={config.loss!r} is not a GAN loss here; choose one of '
+                     f'{sorted(losses.LOSSES)}.')
   generator = Generator(image_size=config.image_size, channels=datasets.channels(config),
                         conv_implementation=config.conv_implementation)
   discriminator = Discriminator(image_size=config.image_size,
@@ -68,7 +71,7 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                                      batch_stats=g_vars['batch_stats']),
         discriminator=train_state.create(model=discriminator, params=d_vars['params'], tx=tx,
                                          batch_stats=d_vars['batch_stats']),
-        ema_params=jax.tree.map(np.asarray, g_vars['params']) if use_ema else {})
+        ema_params=g_vars['params'] if use_ema else {})
 
   train_step = functools.partial(steps.train_step, latent_dim=config.latent_dim, loss=config.loss,
                                  real_label=config.real_label, ema_decay=config.ema_decay)

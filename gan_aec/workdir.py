@@ -1,0 +1,105 @@
+"""A run's identity in its workdir: `config.json`, compared with the config of every resume.
+
+Re-running a command resumes the run in its workdir, so a workdir must never silently continue
+with a different model, dataset or optimiser: the checkpoint would not fit, or worse, it would fit
+and the curves would mix two experiments. Fields that only change how long or how often the loop
+does things (RESUMABLE_FIELDS) may differ; any other difference stops the run before anything is
+written, unless `--config.allow_config_change=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from gan_aec import errors
+
+CONFIG_FILE = 'config.json'
+
+# Dotted config paths that may change between a run and its resume without changing the experiment.
+RESUMABLE_FIELDS = frozenset({
+    'num_train_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
+    'sample_every_steps', 'eval_batch_size', 'eval_at_start', 'allow_config_change',
+    'conv_implementation',  # The same function and parameters in every implementation.
+    'microbatch_size',  # The same gradient, computed in pieces.
+    'dataset.data_dir', 'dataset.cache_dir', 'dataset.download', 'dataset.offline_fallback',
+    'dataset.source',  # Filled in by the run after loading; compared by check_data_source.
+})
+RESUMABLE_PREFIXES = ('eval.',)
+
+
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  if isinstance(tree, dict):
+    flat = {}
+    for key, value in tree.items():
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    return flat
+  return {prefix[:-1]: tree}
+
+
+def _as_plain(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def saved_config(workdir: str) -> dict | None:
+  """The config.json a run left in workdir, or None when there is none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.WorkdirMismatchError(
+        f'{path} is unreadable ({e}). Restore it, or move it away to resume without the check.'
+    ) from e
+
+
+def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+  """{dotted field: (saved value, new value)} for the fields that define the experiment."""
+  old, new = _flatten(saved), _flatten(_as_plain(config))
+  return {key: (old.get(key, '<absent>'), new.get(key, '<absent>'))
+          for key in sorted(set(old) | set(new))
+          if old.get(key, '<absent>') != new.get(key, '<absent>')
+          and key not in RESUMABLE_FIELDS and not key.startswith(RESUMABLE_PREFIXES)}
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str) -> dict[str, tuple[Any, Any]]:
+  """Raises WorkdirMismatchError when workdir holds a run of a different experiment.
+
+  Returns the differences that were allowed (`config.allow_config_change`), else {}.
+  """
+  saved = saved_config(workdir)
+  if saved is None:
+    return {}
+  changed = differences(saved, config)
+  if changed and not config.get('allow_config_change', False):
+    lines = '\n'.join(f'  {key}: {old!r} in the workdir, {new!r} now'
+                      for key, (old, new) in changed.items())
+    raise errors.WorkdirMismatchError(
+        f'{workdir} holds a run with a different config:\n{lines}\nUse another --workdir for a '
+        'new experiment, or pass --config.allow_config_change=True to continue this run with the '
+        'new values anyway (its curves and checkpoints will then mix both settings).')
+  return changed
+
+
+def check_data_source(config: ml_collections.ConfigDict, workdir: str, source: str) -> None:
+  """Raises WorkdirMismatchError when the run trained on other data (e.g. the bundled 8,000 digits
+  and now the full MNIST), unless config.allow_config_change."""
+  saved = saved_config(workdir)
+  old = (saved or {}).get('dataset', {}).get('source')
+  if old and old != source and not config.get('allow_config_change', False):
+    raise errors.WorkdirMismatchError(
+        f'{workdir} holds a run trained on dataset.source={old!r}, but the data now comes from '
+        f'{source!r}. Use another --workdir, or pass --config.allow_config_change=True.')
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes config.json atomically (a kill mid-write leaves the previous one)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+  os.replace(path + '.tmp', path)
