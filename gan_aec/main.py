@@ -24,6 +24,16 @@ from ml_collections import config_flags
 
 from gan_aec import errors, preemption, train
 
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for a multi-process run started by '
+    'hand (every process gets the same value). Implies --distributed.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run (with '
+                                      '--coordinator_address).')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 (with '
+                                   '--coordinator_address).')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Call jax.distributed.initialize() before anything else. Without '
+    '--coordinator_address JAX detects the cluster itself (TPU VM pod slices, SLURM, Open MPI).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and figures.',
                                required=True)
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file (add :VARIANT to pick one).',
@@ -44,6 +54,8 @@ def main(argv):
   for handler in std_logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
   config = flags.FLAGS.config
+  if _DISTRIBUTED.value or _COORDINATOR.value:
+    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.info('JAX: process %d of %d, devices %s', jax.process_index(), jax.process_count(),
                jax.devices())
   try:
@@ -53,6 +65,15 @@ def main(argv):
   except preemption.Preempted as e:
     print(e, file=sys.stderr)
     sys.exit(128 + e.signum)
+
+
+def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
+                           process_id: int | None) -> None:
+  """jax.distributed.initialize, with CPU collectives over gloo (so CPU-only processes, e.g. the
+  tests' two local processes, can form one system; GPUs and TPUs use their own collectives)."""
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
 
 
 def _fail(message: str) -> None:

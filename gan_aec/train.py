@@ -87,6 +87,14 @@ def jit_steps(task: tasks.Task, mesh: jax.sharding.Mesh):
   return train_fn, eval_fn
 
 
+def to_host(tree: Any) -> Any:
+  """Replicated arrays -> numpy on this process. Every process holds a full copy of a replicated
+  array, but in a multi-process run not all of its shards are addressable here, so
+  jax.device_get would fail; one local copy is the value."""
+  return jax.tree.map(
+      lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
+
+
 def global_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
@@ -99,7 +107,7 @@ def _evaluate(eval_fn, state, split: splits.Split, config, rng, batch_sharding,
       process_count=jax.process_count(), value_range=value_range)):
     sums = eval_fn(state, global_batch(batch, batch_sharding), jax.random.fold_in(rng, i))
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-  totals = jax.device_get(totals)
+  totals = to_host(totals)
   count = totals.pop('count')
   return {f'eval_{k}': float(v) / float(count) for k, v in totals.items()}
 
@@ -189,7 +197,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logger.write_scalars(step, metrics)
     logging.info('step %d eval: %s', step, ' '.join(f'{k}={v:.4f}' for k, v in metrics.items()))
     if is_writer:
-      task.write_figures(jax.device_get(state), data.test, figures_dir, step, final)
+      task.write_figures(to_host(state), data.test, figures_dir, step, final)
     return metrics
 
   if start_step == 0 and config.eval_at_start:
@@ -205,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         signum = stop.requested()
         saving = final or signum is not None or checkpointer.should_save(done)
         if done % config.log_every_steps == 0 or saving:
-          values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          values = {k: float(v) for k, v in to_host(metrics).items()}
           # Checked at every save too, so a diverged state is never checkpointed.
           _check_finite(done, values, last_saved, checkpointer.directory)
         if done % config.log_every_steps == 0 or final:
@@ -216,7 +224,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if done % config.eval_every_steps == 0 or final:
           eval_metrics = evaluate(done, final)
         elif task.write_samples and done % config.sample_every_steps == 0 and is_writer:
-          task.write_samples(jax.device_get(state), figures_dir, done)
+          task.write_samples(to_host(state), figures_dir, done)
         if saving and checkpointer.save(done, state, force=final or signum is not None):
           last_saved = done
         if signum is not None:

@@ -52,11 +52,17 @@ def committed_steps(workdir: str) -> list[int]:
 
 
 def final_state(workdir: str):
-  """(step, raw pytree) of the latest checkpoint, read with no target: exactly what is on disk."""
+  """(step, pytree) of the latest checkpoint as saved, onto this process's first device (so a
+  checkpoint written on 8 devices reads in a 1-device test process)."""
+  import jax  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   step = committed_steps(workdir)[-1]
   path = os.path.join(workdir, 'checkpoints', str(step), 'default')
-  return step, ocp.StandardCheckpointer().restore(path)
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  return step, checkpointer.restore(path, target)
 
 
 def scalar_records(workdir: str) -> list[dict]:

@@ -27,11 +27,9 @@ def command(workdir, steps, *flags):
           '--config.eval_every_steps=100000', '--config.eval_at_start=False', *flags]
 
 
-def environment(tmp_path):
-  # A shared persistent compilation cache: each of the many processes compiles from cache.
-  return {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
-          'JAX_COMPILATION_CACHE_DIR': str(tmp_path / 'jax_cache'),
-          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+def environment():
+  # conftest.py's persistent compilation cache is inherited: the many processes compile from it.
+  return {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'}
 
 
 def records(workdir):
@@ -65,7 +63,7 @@ def wait_for_training(process, workdir, starts, timeout_s=300):
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
   workdir = str(tmp_path / 'run')
-  env = environment(tmp_path)
+  env = environment()
   process = subprocess.Popen(command(workdir, 100000), cwd=REPO, env=env, text=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   wait_for_training(process, workdir, starts=1)
@@ -86,7 +84,7 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
 
 def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
   workdir = str(tmp_path / 'killed')
-  env = environment(tmp_path)
+  env = environment()
   rng = np.random.default_rng(0)
   outcomes = []
   for trial in range(KILL_TRIALS):
