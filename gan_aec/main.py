@@ -87,12 +87,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:
-    field = str(e).strip('"\'')
+    text = str(e).replace('\\', '')
+    name = re.search(r"'([A-Za-z_]\w*)'", text)
+    field = name.group(1) if name else text
     overrides = [a.split('=')[0] for a in argv
-                 if a.startswith('--config.') and re.search(rf'\b{re.escape(field)}\b', a)]
+                 if a.startswith('--config.') and re.search(rf'\.{re.escape(field)}(\.|=|$)', a)]
+    hint = re.search(r'Did you mean "(\w+)"', text)
     _fail(f'{overrides[0] if overrides else "a --config. override"}: the config has no field '
-          f'{field!r}. Overrides can only set fields the config file defines; check the spelling '
-          'against the config file (its fields are listed in the run\'s config.json).')
+          f'{field!r}.{f" Did you mean {hint.group(1)!r}?" if hint else ""} Overrides can only '
+          'set fields the config file defines (see the config file, or a run\'s config.json).')
 
 
 def run():

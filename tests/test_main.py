@@ -73,3 +73,15 @@ def test_fallback_turned_off_fails_with_the_import_command(tmp_path):
   result = run_main(str(tmp_path / 'run'), '--config.dataset.offline_fallback=False')
   assert result.returncode != 0
   assert 'python -m gan_aec.prepare_data' in result.stderr
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.dataset.nmae=mnist', "--config.dataset.nmae: the config has no field 'nmae'"),
+    ('--config.num_train_steps=0', 'error: config.num_train_steps must be a positive integer'),
+])
+def test_a_bad_flag_exits_1_with_one_message_and_creates_nothing(tmp_path, flag, message):
+  workdir = str(tmp_path / 'run')
+  result = run_main(workdir, flag)
+  assert result.returncode == 1
+  assert message in result.stderr and 'Traceback' not in result.stderr
+  assert not os.path.exists(workdir)
