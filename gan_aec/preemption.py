@@ -16,6 +16,9 @@ import jax
 import numpy as np
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# With several processes, agreeing on a stop is a collective that waits for the step in flight;
+# doing it every step would serialise host and devices, so they agree every this many steps.
+MULTIPROCESS_CHECK_EVERY = 10
 
 
 class Preempted(Exception):
@@ -51,10 +54,13 @@ class StopRequests:
       signal.signal(sig, handler)
     self._previous.clear()
 
-  def requested(self) -> int | None:
-    """The signal to stop on, agreed by every process (any process's signal stops them all)."""
+  def requested(self, step: int) -> int | None:
+    """The signal to stop on after `step`, agreed by every process (any process's signal stops
+    them all, at the next step that is a multiple of MULTIPROCESS_CHECK_EVERY)."""
     if jax.process_count() == 1:
       return self.signum
+    if step % MULTIPROCESS_CHECK_EVERY:
+      return None
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     signums = multihost_utils.process_allgather(np.int32(self.signum or 0))
     return int(np.max(signums)) or None

@@ -133,11 +133,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   validate_config(config)
   task = build_task(config)
-  allowed_changes = run_workdir.check_resume(config, workdir)  # Before anything is written.
+  saved_config = run_workdir.saved_config(workdir)
+  allowed_changes = run_workdir.check_resume(config, workdir, saved_config)  # Nothing written yet.
   is_writer = jax.process_index() == 0
 
   data = datasets.load(config)
-  run_workdir.check_data_source(config, workdir, data.source)
+  run_workdir.check_data_source(config, workdir, saved_config, data.source)
   with config.unlocked():
     config.dataset.source = data.source
 
@@ -170,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer.close()
     return {}
 
-  if is_writer and (allowed_changes or run_workdir.saved_config(workdir) is None):
+  if is_writer and (allowed_changes or saved_config is None):
     run_workdir.write_config(config, workdir)
   logger = metric_logging.MetricLogger(workdir, is_writer=is_writer,
                                        resume_step=start_step if start_step else None)
@@ -210,7 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, metrics = train_fn(state, batch, train_rng)
         done = step + 1
         final = done == total
-        signum = stop.requested()
+        signum = stop.requested(done)
         saving = final or signum is not None or checkpointer.should_save(done)
         if done % config.log_every_steps == 0 or saving:
           values = {k: float(v) for k, v in to_host(metrics).items()}

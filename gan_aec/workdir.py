@@ -67,12 +67,12 @@ def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tup
           and key not in RESUMABLE_FIELDS and not key.startswith(RESUMABLE_PREFIXES)}
 
 
-def check_resume(config: ml_collections.ConfigDict, workdir: str) -> dict[str, tuple[Any, Any]]:
-  """Raises WorkdirMismatchError when workdir holds a run of a different experiment.
+def check_resume(config: ml_collections.ConfigDict, workdir: str,
+                 saved: dict | None) -> dict[str, tuple[Any, Any]]:
+  """Raises WorkdirMismatchError when `saved` (workdir's config.json) is a different experiment.
 
   Returns the differences that were allowed (`config.allow_config_change`), else {}.
   """
-  saved = saved_config(workdir)
   if saved is None:
     return {}
   changed = differences(saved, config)
@@ -86,10 +86,10 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str) -> dict[str, t
   return changed
 
 
-def check_data_source(config: ml_collections.ConfigDict, workdir: str, source: str) -> None:
-  """Raises WorkdirMismatchError when the run trained on other data (e.g. the bundled 8,000 digits
-  and now the full MNIST), unless config.allow_config_change."""
-  saved = saved_config(workdir)
+def check_data_source(config: ml_collections.ConfigDict, workdir: str, saved: dict | None,
+                      source: str) -> None:
+  """Raises WorkdirMismatchError when the run in `saved` trained on other data (e.g. the bundled
+  8,000 digits and now the full MNIST), unless config.allow_config_change."""
   old = (saved or {}).get('dataset', {}).get('source')
   if old and old != source and not config.get('allow_config_change', False):
     raise errors.WorkdirMismatchError(

@@ -41,8 +41,8 @@ def stop_after(monkeypatch):
   def arm(n):
     calls = {'count': 0}
 
-    def requested(self):
-      del self
+    def requested(self, step):
+      del self, step
       calls['count'] += 1
       return signal.SIGTERM if calls['count'] == n else None
     monkeypatch.setattr(preemption.StopRequests, 'requested', requested)
