@@ -14,6 +14,9 @@ Outputs: figures/samples.png (an 8x8 grid from a fixed noise batch, kept in samp
 grids stay comparable across resumes), samples_stepNNNNNN.png every sample_every_steps, and
 progress_strip.png (the same noise at successive steps); d_loss, g_loss, d_real (mean D(x)) and
 d_fake (mean D(G(z))) every log_every_steps; eval_d_real (D on held-out real images).
+Sample metrics (FID, KID, precision/recall, density/coverage, classes covered) against the test
+split at every evaluation, and the best-FID state in WORKDIR/best_checkpoint, once a classifier is
+trained and named: --config.sample_metrics.extractor=runs/mnist_classifier (configs/mnist_classifier.py).
 """
 
 import ml_collections
@@ -50,6 +53,7 @@ def get_config(arg=None):
   config.sample_every_steps = 100  # ...and shows a sample grid every 100.
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 500
+  config.sample_metrics = config_lib.sample_metrics_config()
   config_lib.add_loop_fields(config)
 
   variants = arg.split(',') if arg else []

@@ -15,6 +15,9 @@ Variants, combinable with commas (e.g. `configs/vae.py:latent16,binarized`):
 Metrics (nats per image): eval_neg_elbo, eval_recon, eval_kl, and eval_iwae_nll, the
 importance-weighted bound on -log p(x) with eval.num_importance_samples samples.
 Figures: latent_scatter, manifold (20x20), samples, reconstructions, interpolation.
+Sample metrics (FID, KID, precision/recall, density/coverage, classes covered) against the test
+split at every evaluation, and the best-FID state in WORKDIR/best_checkpoint, once a classifier is
+trained and named: --config.sample_metrics.extractor=runs/mnist_classifier (configs/mnist_classifier.py).
 Differs from the seed: a log-variance head used consistently (the seed sampled with exp(log_sigma)
 but used it as a log-variance in the KL), and the true ELBO instead of the seed's weighting.
 """
@@ -56,6 +59,7 @@ def get_config(arg=None):
   config.log_every_steps = 100
   config.eval_every_steps = 2500
   config.checkpoint_every_steps = 2500
+  config.sample_metrics = config_lib.sample_metrics_config()
   config_lib.add_loop_fields(config)
 
   for variant in (arg.split(',') if arg else []):

@@ -64,6 +64,71 @@ class Checkpointer:
     self._manager.close()
 
 
+class BestCheckpointer:
+  """`WORKDIR/best_checkpoint/<step>/`: the state with the lowest `metric` seen so far (one kept).
+
+  The metric's value is stored inside the checkpoint (orbax metrics), so the record of the best and
+  the state it belongs to are committed together; a resumed run reads it back.
+  """
+
+  def __init__(self, workdir: str, metric: str = 'fid'):
+    self.metric = metric
+    self.directory = os.path.join(os.path.abspath(workdir), 'best_checkpoint')
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            best_fn=lambda m: m[metric], best_mode='min', max_to_keep=1,
+            keep_checkpoints_without_metrics=False, create=True, cleanup_tmp_directories=True))
+
+  def best(self) -> tuple[int, float] | None:
+    """(step, metric value) of the kept checkpoint, or None before the first."""
+    self._manager.wait_until_finished()  # A save in flight has no readable metrics yet.
+    step = self._manager.best_step()
+    if step is None:
+      return None
+    return step, float(self._manager.metrics(step)[self.metric])
+
+  def offer(self, step: int, state: Any, value: float) -> bool:
+    """Saves `state` as the best if `value` is lower than the kept one's; True if it did."""
+    best = self.best()
+    if best is not None and not value < best[1]:
+      return False
+    return self._manager.save(step, args=ocp.args.StandardSave(state),
+                              metrics={self.metric: float(value)}, force=True)
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def committed_steps(directory: str) -> list[int]:
+  """Steps of the committed checkpoints in a checkpoint directory (half-written ones excluded)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def restore_on_one_device(directory: str, step: int, abstract_state: Any = None) -> Any:
+  """The checkpoint `directory/<step>` on this process's first device, whatever number of devices
+  wrote it: for evaluation and inference outside the loop. Into the structure of abstract_state
+  (e.g. jax.eval_shape of a task's create_state) when given, else as saved (nested dicts)."""
+  path = os.path.join(directory, str(step), 'default')
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  try:
+    tree = (checkpointer.metadata(path).item_metadata.tree if abstract_state is None
+            else abstract_state)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+    return checkpointer.restore(path, target)
+  except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
+    raise errors.CheckpointError(
+        f'Checkpoint {os.path.dirname(path)} cannot be read ({type(e).__name__}: '
+        f'{str(e)[:300]}). It is damaged, or holds a different model than its config.json says.'
+    ) from e
+  finally:
+    checkpointer.close()
+
+
 def abstract_like(state: Any) -> Any:
   """ShapeDtypeStructs (with shardings) describing `state`, the target a restore fills."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)

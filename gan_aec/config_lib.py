@@ -25,6 +25,18 @@ def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
   return dataset
 
 
+def sample_metrics_config() -> ml_collections.ConfigDict:
+  """The `config.sample_metrics` block of the generative models (see gan_aec.sample_quality)."""
+  block = ml_collections.ConfigDict()
+  # A configs/mnist_classifier.py workdir, or python:package.module:function (a network you supply,
+  # see gan_aec.feature_extractor). Set: FID, KID, precision/recall, density/coverage and class
+  # statistics at every evaluation, and the best-FID state kept in WORKDIR/best_checkpoint.
+  # None: none of these.
+  block.extractor = ml_collections.FieldReference(None, field_type=str)
+  block.num_samples = 10_000  # N generated and N real test images (fewer if the split is smaller).
+  return block
+
+
 def add_loop_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Loop settings every config shares, with their defaults."""
   # Evaluate the untrained model at step 0 (the start of every eval curve). Turn off when an

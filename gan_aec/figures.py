@@ -99,3 +99,20 @@ def save_scatter(path: str, points: np.ndarray, labels: np.ndarray | None, title
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   return _save(fig, path)
+
+
+def save_confusion_matrix(path: str, confusion: np.ndarray, title: str) -> str:
+  """A [K, K] count matrix (rows: true class, columns: predicted) with the counts written in."""
+  k = confusion.shape[0]
+  fig, ax = plt.subplots(figsize=(6.0, 5.4))
+  ax.imshow(np.log1p(confusion), cmap='Blues')
+  for (i, j), count in np.ndenumerate(confusion):
+    if count:
+      ax.text(j, i, str(count), ha='center', va='center', fontsize=7,
+              color='white' if i == j else 'black')
+  ax.set_xticks(range(k))
+  ax.set_yticks(range(k))
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title(title, fontsize=10)
+  return _save(fig, path)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import jax
 import ml_collections
+import numpy as np
 
 State = Any
 Batch = dict[str, jax.Array]
@@ -25,6 +26,7 @@ REGISTRY = {
     'denoising_autoencoder': 'gan_aec.autoencoder.task',
     'vae': 'gan_aec.vae.task',
     'dcgan': 'gan_aec.dcgan.task',
+    'classifier': 'gan_aec.classifier.task',
 }
 
 
@@ -43,6 +45,8 @@ class Task:
       `config.sample_every_steps` (the GAN's sample grids).
     image_range: the (low, high) float range the steps expect batch['image'] in; the input
       pipeline maps uint8 0..255 onto it.
+    sample_images: optional (state, rng, num) -> float32 [num, H, W, C] images in [0, 1], new
+      samples of a generative model (scored by the sample metrics; host code).
   """
   create_state: Callable[[jax.Array, Batch], State]
   train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
@@ -50,6 +54,19 @@ class Task:
   write_figures: Callable[..., list[str]]
   write_samples: Callable[..., list[str]] | None = None
   image_range: tuple[float, float] = (0.0, 1.0)
+  sample_images: Callable[[State, jax.Array, int], np.ndarray] | None = None
+
+
+def in_batches(fn: Callable[[np.ndarray], jax.Array], inputs: np.ndarray,
+               batch_size: int = 500) -> np.ndarray:
+  """fn over inputs in batches of batch_size (the last one padded, so fn compiles once)."""
+  outputs = []
+  for start in range(0, len(inputs), batch_size):
+    chunk = inputs[start:start + batch_size]
+    padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]),
+                                             chunk.dtype)])
+    outputs.append(np.asarray(fn(padded))[:len(chunk)])
+  return np.concatenate(outputs)
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:

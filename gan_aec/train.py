@@ -22,11 +22,12 @@ import ml_collections
 import numpy as np
 
 from gan_aec import (checkpointing, datasets, errors, input_pipeline, metric_logging, preemption,
-                     splits, tasks)
+                     sample_quality, splits, tasks)
 from gan_aec import workdir as run_workdir
 
 # Streams derived from config.seed; each step folds its step number into the train stream.
 _INIT_STREAM, _TRAIN_STREAM, _EVAL_STREAM = 0, 1, 2
+_SAMPLE_METRICS_STREAM = 4  # The latents of the samples scored by the sample metrics.
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -123,6 +124,23 @@ def _check_finite(step: int, metrics: dict[str, float], last_checkpoint: int | N
         f'state; {where}. Lower the learning rate or check the data.')
 
 
+def sample_metrics_rng(seed: int) -> jax.Array:
+  """The key of the samples scored at every evaluation: the same latents each time, and the
+  same ones `gan_aec.evaluate` scores, so its numbers match the training log's."""
+  return jax.random.fold_in(jax.random.key(seed), _SAMPLE_METRICS_STREAM)
+
+
+def _sample_quality(config, task: tasks.Task,
+                    test: splits.Split) -> sample_quality.SampleQuality | None:
+  """The sample-metric scorer when config.sample_metrics.extractor is set (else None)."""
+  if not config.get('sample_metrics') or not config.sample_metrics.extractor:
+    return None
+  if task.sample_images is None:
+    raise errors.ConfigError(f'config.sample_metrics.extractor is set, but {config.model} does '
+                             'not generate samples; unset it.')
+  return sample_quality.SampleQuality.for_run(config, test)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains config.model to config.num_train_steps in workdir (resuming); returns final eval metrics.
 
@@ -141,6 +159,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   run_workdir.check_data_source(config, workdir, saved_config, data.source)
   with config.unlocked():
     config.dataset.source = data.source
+  quality = _sample_quality(config, task, data.test)
 
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
@@ -160,6 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = jax.jit(task.create_state, out_shardings=replicated)(init_rng, train_batches.get(0))
   os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
+  best = checkpointing.BestCheckpointer(workdir) if quality else None
   start_step = checkpointer.latest_step() or 0
   if start_step:
     state = checkpointer.restore(checkpointing.abstract_like(state))
@@ -169,6 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info('The run in %s is already at step %d of %d; nothing to do.', workdir,
                  start_step, total)
     checkpointer.close()
+    if best:
+      best.close()
     return {}
 
   if is_writer and (allowed_changes or saved_config is None):
@@ -192,13 +214,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                config.model, start_step, total, jax.device_count(), data.source,
                config.dataset.name, len(data.train))
 
+  sample_rng = sample_metrics_rng(config.seed)
+
   def evaluate(step: int, final: bool) -> dict[str, float]:
     metrics = _evaluate(eval_fn, state, data.test, config, eval_rng, batch_sharding,
                         task.image_range)
+    host_state = to_host(state)
+    if quality:  # Every process scores the same samples, so all agree on saving the best.
+      scores = quality.evaluate(task.sample_images(host_state, sample_rng, quality.num_samples))
+      metrics.update({f'eval_{k}': float(scores[k]) for k in sample_quality.SCALARS
+                      if k in scores})
+      if best.offer(step, state, scores['fid']):
+        logging.info('step %d: best FID so far (%.3f); saved to %s.', step, scores['fid'],
+                     best.directory)
     logger.write_scalars(step, metrics)
     logging.info('step %d eval: %s', step, ' '.join(f'{k}={v:.4f}' for k, v in metrics.items()))
     if is_writer:
-      task.write_figures(to_host(state), data.test, figures_dir, step, final)
+      task.write_figures(host_state, data.test, figures_dir, step, final)
     return metrics
 
   if start_step == 0 and config.eval_at_start:
@@ -232,6 +264,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           raise preemption.Preempted(signum, done, checkpointer.directory)
   finally:  # Whatever stops the loop, saves already started are committed before we leave.
     checkpointer.close()
+    if best:
+      best.close()
     logger.close()
   logging.info('Finished at step %d. Outputs in %s.', total, workdir)
   return eval_metrics

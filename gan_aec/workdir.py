@@ -28,7 +28,7 @@ RESUMABLE_FIELDS = frozenset({
     'dataset.data_dir', 'dataset.cache_dir', 'dataset.download', 'dataset.offline_fallback',
     'dataset.source',  # Filled in by the run after loading; compared by check_data_source.
 })
-RESUMABLE_PREFIXES = ('eval.',)
+RESUMABLE_PREFIXES = ('eval.', 'sample_metrics.')
 
 
 def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:

@@ -69,3 +69,13 @@ def scalar_records(workdir: str) -> list[dict]:
   """metrics.jsonl's metric records without run_start events and wall-clock rates."""
   return [{k: v for k, v in r.items() if k not in TIMING_KEYS}
           for r in read_metrics(workdir) if 'event' not in r]
+
+
+def pooled_pixels_extractor():
+  """A user-supplied extractor for tests (python:tests.helpers:pooled_pixels_extractor): 7x7
+  average-pooled pixels as features, no logits."""
+  def embed(images):
+    b, h, w, c = images.shape
+    return images.reshape(b, 7, h // 7, 7, w // 7, c).mean(axis=(2, 4)).reshape(b, -1)
+  embed.version = 'v1'
+  return embed

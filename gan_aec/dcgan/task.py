@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import datasets, figures, input_pipeline, train_state
+from gan_aec import datasets, figures, input_pipeline, tasks, train_state
 from gan_aec.dcgan import losses, steps
 from gan_aec.dcgan.model import Discriminator, Generator
 from gan_aec.splits import Split
@@ -96,6 +96,10 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     del test, final
     return write_samples(state, figures_dir, step)
 
+  def sample_images(state, rng, num: int) -> np.ndarray:
+    z = np.asarray(steps.sample_latents(rng, num, config.latent_dim))
+    return (tasks.in_batches(lambda zs: sample_fn(state, zs), z) + 1.0) / 2.0
+
   return Task(create_state=create_state, train_step=train_step, eval_step=steps.eval_step,
               write_figures=write_figures, write_samples=write_samples,
-              image_range=input_pipeline.TANH_RANGE)
+              image_range=input_pipeline.TANH_RANGE, sample_images=sample_images)

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import datasets, figures, train_state
+from gan_aec import datasets, figures, tasks, train_state
 from gan_aec.input_pipeline import to_float
 from gan_aec.splits import Split
 from gan_aec.tasks import Task
@@ -96,6 +96,13 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     return write_vae_figures(model, state.params, test, figures_dir, step,
                              f'VAE (latent {config.latent_dim}), step {step}')
 
+  decode = jax.jit(lambda p, z: jax.nn.sigmoid(model.apply({'params': p}, z, method='decode')))
+
+  def sample_images(state, rng, num: int) -> np.ndarray:
+    """Decoder means (Bernoulli probabilities in [0, 1]) of z ~ N(0, I)."""
+    z = np.asarray(jax.random.normal(rng, (num, model.latent_dim)))
+    return tasks.in_batches(lambda zs: decode(state.params, zs), z)
+
   binarized = config.dataset.dynamic_binarization
   return Task(
       create_state=create_state,
@@ -104,4 +111,4 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
       eval_step=functools.partial(eval_step,
                                   num_importance_samples=config.eval.num_importance_samples,
                                   dynamic_binarization=binarized),
-      write_figures=write_figures)
+      write_figures=write_figures, sample_images=sample_images)
