@@ -71,12 +71,15 @@ def _checkpoint_step(workdir: str, which: str) -> tuple[str, str, int]:
 
 
 def reference_images(train: np.ndarray, num: int, seed: int = 0) -> dict[str, np.ndarray]:
-  """Yardsticks [num, H, W, C] in [0, 1]: real training images, uniform noise, one training image
-  repeated."""
+  """Yardsticks [num, H, W, C] in [0, 1]: a random sample of the real training images (what a
+  perfect generator of the training distribution would give), uniform noise, and one training
+  image repeated."""
   shape = train.shape[1:]
-  real = train[:num].astype(np.float32) / 255.0
+  rng = np.random.default_rng(seed)
+  pick = np.sort(rng.choice(len(train), min(num, len(train)), replace=False))
+  real = train[pick].astype(np.float32) / 255.0
   return {'real_train_images': real,
-          'uniform_noise': np.random.default_rng(seed).uniform(size=(num, *shape)).astype(np.float32),
+          'uniform_noise': rng.uniform(size=(num, *shape)).astype(np.float32),
           'one_repeated_image': np.repeat(real[:1], num, axis=0)}
 
 

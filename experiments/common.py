@@ -1,0 +1,230 @@
+"""What every experiment script shares: train a config, evaluate it, collect its figures and numbers
+into `experiments/results/<name>/summary.json`, and regenerate the results page.
+
+Each script in this folder is one `Experiment` and ends with `common.main(EXPERIMENT)`; run them
+from the repository root as modules, e.g. `python -m experiments.vae_mnist --quick`. Options:
+  --quick            the few-minutes CPU version (fewer steps; every other setting as the seed's)
+  --data_dir=DIR     the TFDS data dir (e.g. MNIST imported with `python -m gan_aec.prepare_data`)
+  --data_note=TEXT   how the data was made, shown on the results page (e.g. "synthetic CelebA files")
+  --extractor=SPEC   feature extractor of the sample metrics (default for MNIST generators: the
+                     classifier of experiments/mnist_classifier.py, trained first if needed)
+  --runs_dir=DIR     where the runs' workdirs go (default runs/experiments)
+  --results_dir=DIR  where the results go (default experiments/results)
+  --fresh            start the run over instead of resuming it (quick runs always start over)
+The training and evaluation are `gan_aec.train.train_and_evaluate` and `gan_aec.evaluate.evaluate`,
+the functions behind `python -m gan_aec.main` and `python -m gan_aec.evaluate`; each summary records
+the equivalent command lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import time
+from typing import Any
+
+from gan_aec import config_lib, evaluate, train
+
+from experiments import results_page
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSIFIER = 'mnist_classifier'
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """One experiment of the seed report.
+
+  Attributes:
+    name: results/<name>/ and the script's file name.
+    title: the heading on the results page.
+    config: the config, with variants, e.g. 'configs/dcgan.py:celeb_a'.
+    quick: config overrides of the --quick mode (dotted field names).
+    figures: files of WORKDIR/figures/ collected into the results.
+    train_metrics: training metrics shown (their values at the last step), e.g. ('loss',).
+    sample_metrics: a generator: FID, KID, precision/recall, ... by gan_aec.evaluate.
+    seed_report: what the seed report shows for this experiment (prose, shown beside ours).
+  """
+  name: str
+  title: str
+  config: str
+  quick: dict[str, Any]
+  figures: tuple[str, ...]
+  train_metrics: tuple[str, ...] = ()
+  sample_metrics: bool = False
+  seed_report: str = ''
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--quick', action='store_true')
+  parser.add_argument('--data_dir', default=None)
+  parser.add_argument('--data_note', default=None)
+  parser.add_argument('--extractor', default=None)
+  parser.add_argument('--runs_dir', default=os.path.join(REPO, 'runs', 'experiments'))
+  parser.add_argument('--results_dir', default=os.path.join(REPO, 'experiments', 'results'))
+  parser.add_argument('--fresh', action='store_true')
+  return parser.parse_args(argv)
+
+
+def build_config(experiment: Experiment, args: argparse.Namespace):
+  """The experiment's config with the quick overrides and --data_dir applied; and the overrides."""
+  path, _, variant = experiment.config.partition(':')
+  config = config_lib.load_config(os.path.join(REPO, path), variant or None)
+  overrides = dict(experiment.quick) if args.quick else {}
+  if args.data_dir:
+    overrides['dataset.data_dir'] = os.path.abspath(args.data_dir)
+  for key, value in overrides.items():
+    *parents, leaf = key.split('.')
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config, overrides
+
+
+def _command(experiment: Experiment, workdir: str, overrides: dict[str, Any]) -> str:
+  flags = ' '.join(f'--config.{k}={v}' for k, v in overrides.items())
+  return (f'python -m gan_aec.main --config={experiment.config} --workdir={_rel(workdir)}'
+          + (f' {flags}' if flags else ''))
+
+
+def _rel(path: str) -> str:
+  rel = os.path.relpath(path, REPO)
+  return path if rel.startswith('..') else rel
+
+
+def machine() -> str:
+  """CPU model and cores, and the JAX devices, in words."""
+  import jax  # pylint: disable=g-import-not-at-top
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  devices = jax.devices()
+  return (f'{cpu}, {os.cpu_count()} cores; JAX {jax.__version__} on {len(devices)} '
+          f'{devices[0].platform.upper()} device(s) ({devices[0].device_kind})')
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def final_metrics(records: list[dict[str, Any]], train_keys: tuple[str, ...]) -> dict[str, Any]:
+  """The last evaluation's eval_* values and the last logged value of each train key."""
+  out: dict[str, Any] = {}
+  for record in records:
+    if 'event' in record:
+      continue
+    for key, value in record.items():
+      if key.startswith('eval_') or key in train_keys:
+        out[key] = value
+  return out
+
+
+def ensure_classifier(args: argparse.Namespace) -> str:
+  """The workdir of experiments/mnist_classifier.py (in the same mode), trained if not yet."""
+  from experiments import mnist_classifier  # pylint: disable=g-import-not-at-top
+  workdir = workdir_for(mnist_classifier.EXPERIMENT, args)
+  summary = os.path.join(args.results_dir, CLASSIFIER, 'summary.json')
+  if not os.path.exists(summary) or not os.path.exists(os.path.join(workdir, 'config.json')):
+    run(mnist_classifier.EXPERIMENT, args)
+  return workdir
+
+
+def workdir_for(experiment: Experiment, args: argparse.Namespace) -> str:
+  return os.path.join(os.path.abspath(args.runs_dir),
+                      experiment.name + ('_quick' if args.quick else ''))
+
+
+def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
+  """Trains, evaluates and collects one experiment; returns its summary."""
+  config, overrides = build_config(experiment, args)
+  extractor = None
+  if experiment.sample_metrics:
+    extractor = args.extractor or (ensure_classifier(args) if config.dataset.name == 'mnist'
+                                   else None)
+  if extractor:
+    config.sample_metrics.extractor = extractor
+  workdir = workdir_for(experiment, args)
+  if (args.quick or args.fresh) and os.path.exists(workdir):
+    shutil.rmtree(workdir)
+  start = time.time()
+  train.train_and_evaluate(config, workdir)
+  train_seconds = time.time() - start
+  evaluation = None
+  eval_command = None
+  if extractor:
+    evaluate.evaluate(workdir, checkpoint='best', extractor=extractor)
+    evaluation = evaluate.evaluate(workdir, checkpoint='latest', extractor=extractor,
+                                   references=True)
+    eval_command = (f'python -m gan_aec.evaluate --workdir={_rel(workdir)} --checkpoint=latest '
+                    f'--references  # and --checkpoint=best')
+
+  out_dir = os.path.join(args.results_dir, experiment.name)
+  shutil.rmtree(out_dir, ignore_errors=True)
+  os.makedirs(out_dir)
+  figures = []
+  for name in experiment.figures:
+    source = os.path.join(workdir, 'figures', name)
+    if os.path.exists(source):
+      shutil.copy(source, os.path.join(out_dir, name))
+      figures.append(name)
+  records = read_metrics(workdir)
+  run_start = next(r for r in records if r.get('event') == 'run_start')
+  summary = {
+      'name': experiment.name, 'title': experiment.title,
+      'mode': 'quick' if args.quick else 'full',
+      'script': f'python -m experiments.{experiment.name}' + (' --quick' if args.quick else '')
+                + (f' --data_dir={args.data_dir}' if args.data_dir else ''),
+      'train_command': _command(experiment, workdir, overrides),
+      'eval_command': eval_command,
+      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+      'machine': machine(),
+      'train_wall_s': round(train_seconds, 1),
+      'steps': config.num_train_steps, 'batch_size': config.batch_size,
+      'data': {'dataset': config.dataset.name, 'source': run_start.get('dataset.source'),
+               'train_examples': run_start.get('train_examples'),
+               'test_examples': run_start.get('test_examples'), 'note': args.data_note},
+      'metrics': final_metrics(records, experiment.train_metrics),
+      'sample_metrics': evaluation,
+      'figures': figures,
+      'full_mode': _full_mode(experiment, args, records),
+      'seed_report': experiment.seed_report,
+  }
+  with open(os.path.join(out_dir, 'summary.json'), 'w', encoding='utf-8') as f:
+    json.dump(summary, f, indent=1)
+  results_page.write(args.results_dir)
+  return summary
+
+
+def _full_mode(experiment: Experiment, args: argparse.Namespace,
+               records: list[dict[str, Any]]) -> dict[str, Any]:
+  """The full mode's size, and its time on this machine at this run's measured images/s."""
+  full, _ = build_config(experiment, argparse.Namespace(**{**vars(args), 'quick': False}))
+  rates = [r['images_per_s'] for r in records if 'images_per_s' in r]
+  out = {'steps': full.num_train_steps, 'batch_size': full.batch_size}
+  if rates:
+    out['estimated_minutes_here'] = round(
+        full.num_train_steps * full.batch_size / rates[-1] / 60, 1)
+  return out
+
+
+def main(experiment: Experiment, argv: list[str] | None = None) -> dict[str, Any]:
+  """The command line of an experiment script."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.INFO)
+  args = parse_args(argv)
+  summary = run(experiment, args)
+  print(f'{experiment.title}: {summary["metrics"]}\nResults in '
+        f'{os.path.join(args.results_dir, experiment.name)}; page '
+        f'{os.path.join(args.results_dir, "README.md")}')
+  return summary

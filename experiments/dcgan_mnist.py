@@ -1,0 +1,21 @@
+"""The seed's DCGAN on MNIST: sample grids, the progress strip, FID and friends.
+
+  python -m experiments.dcgan_mnist                       # 3,750 steps of batch 64
+  python -m experiments.dcgan_mnist --quick --data_dir=D  # 500 steps
+"""
+
+from experiments.common import Experiment, main
+
+EXPERIMENT = Experiment(
+    name='dcgan_mnist',
+    title='DCGAN on MNIST',
+    config='configs/dcgan.py',
+    quick={'num_train_steps': 500, 'eval_every_steps': 250, 'checkpoint_every_steps': 250,
+           'sample_every_steps': 50, 'log_every_steps': 25},
+    figures=('samples.png', 'progress_strip.png'),
+    train_metrics=('d_loss', 'g_loss', 'd_real', 'd_fake'),
+    sample_metrics=True,
+    seed_report='losses logged every 10 steps and a grid of samples; no number.')
+
+if __name__ == '__main__':
+  main(EXPERIMENT)

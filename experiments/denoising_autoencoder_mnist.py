@@ -1,0 +1,21 @@
+"""The seed's denoising autoencoder (32-32-16, input noise 0.5, clipped) on MNIST.
+
+  python -m experiments.denoising_autoencoder_mnist                       # the seed's 100 epochs
+  python -m experiments.denoising_autoencoder_mnist --quick --data_dir=D  # 600 steps
+"""
+
+from experiments.common import Experiment, main
+
+EXPERIMENT = Experiment(
+    name='denoising_autoencoder_mnist',
+    title='Denoising autoencoder on MNIST',
+    config='configs/denoising_autoencoder.py',
+    quick={'num_train_steps': 600, 'eval_every_steps': 300, 'checkpoint_every_steps': 300,
+           'log_every_steps': 50},
+    figures=('denoising.png',),
+    train_metrics=('loss',),
+    seed_report='a figure of noisy test digits over their denoised versions (no number); 100 '
+                'epochs of batch 200.')
+
+if __name__ == '__main__':
+  main(EXPERIMENT)

@@ -1,0 +1,37 @@
+"""An experiment script end to end in --quick mode under mock data, and the results page."""
+
+import json
+import math
+import os
+
+import tensorflow_datasets as tfds
+
+from experiments import autoencoder_mnist, results_page
+from gan_aec import mnist_data
+
+
+def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypatch):
+  monkeypatch.setattr(mnist_data, 'can_reach_download_server', lambda *a, **k: True)
+  results = tmp_path / 'results'
+  with tfds.testing.mock_data(num_examples=400):
+    summary = autoencoder_mnist.main(autoencoder_mnist.EXPERIMENT, [
+        '--quick', f'--data_dir={tmp_path / "tfds"}', f'--runs_dir={tmp_path / "runs"}',
+        f'--results_dir={results}', '--data_note=mock data'])
+  out = results / 'autoencoder_mnist'
+  with open(out / 'summary.json', encoding='utf-8') as f:
+    assert json.load(f) == summary
+  assert summary['mode'] == 'quick' and summary['steps'] == 200
+  assert summary['data']['source'] == 'tfds' and summary['data']['test_examples'] == 400
+  assert math.isfinite(summary['metrics']['eval_loss']) and 'loss' in summary['metrics']
+  assert summary['full_mode']['steps'] == 6000 and summary['full_mode']['estimated_minutes_here'] > 0
+  assert summary['figures'] == ['reconstructions.png'] and (out / 'reconstructions.png').exists()
+  assert '--config.num_train_steps=200' in summary['train_command']
+
+  page = (results / 'README.md').read_text()
+  assert '## Convolutional autoencoder on MNIST' in page
+  assert '![reconstructions.png](autoencoder_mnist/reconstructions.png)' in page
+  assert results_page._fmt(summary['metrics']['eval_loss']) in page
+  assert 'mock data' in page and 'Seed report: training loss about 0.097' in page
+  os.remove(results / 'README.md')
+  assert results_page.write(str(results)) == str(results / 'README.md')
+  assert (results / 'README.md').read_text() == page  # The page is a function of the summaries.
