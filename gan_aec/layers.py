@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ['Conv', 'ConvTranspose', 'max_pool_2x2', 'nearest_resize']
+
 
 def max_pool_2x2(x_BHWC: jax.Array) -> jax.Array:
   """2x2 max pool with stride 2 and SAME padding, as `flax.linen.max_pool(x, (2, 2), (2, 2), 'SAME')`.
@@ -231,7 +233,8 @@ class _ConvLayer(nn.Module):
   """What Conv and ConvTranspose share: Flax's parameters, dtype handling and bias."""
   features: int
   kernel_size: tuple[int, int] = (3, 3)
-  strides: tuple[int, int] = (1, 1)
+  strides: int | tuple[int, int] = (1, 1)
+  padding: str = 'SAME'  # Accepted for drop-in use; 'SAME' is the only padding implemented.
   use_bias: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -248,9 +251,12 @@ class _ConvLayer(nn.Module):
     kernel = self.param('kernel', self.kernel_init,
                         (*self.kernel_size, x_BHWC.shape[-1], self.features), self.param_dtype)
     dtype = self.dtype or jnp.result_type(x_BHWC, kernel)
-    strides = tuple(self.strides)
+    if not isinstance(self.padding, str) or self.padding.upper() != 'SAME':
+      raise ValueError(f"padding must be 'SAME' (the only padding these layers implement), got "
+                       f'{self.padding!r}; use flax.linen.{type(self).__name__} for others.')
+    strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
     if strides not in ((1, 1), (2, 2)):
-      raise ValueError(f'strides must be (1, 1) or (2, 2), got {strides}.')
+      raise ValueError(f'strides must be (1, 1) or (2, 2), got {self.strides}.')
     y = self._convolve(x_BHWC.astype(dtype), kernel.astype(dtype), strides,
                        _use_fast_path(self.implementation))
     if self.use_bias:
@@ -261,10 +267,18 @@ class _ConvLayer(nn.Module):
 class Conv(_ConvLayer):
   """Drop-in for `flax.linen.Conv` (NHWC, SAME padding) whose stride-2 form avoids input dilation.
 
-  Same parameters as flax.linen.Conv: 'kernel' [kh, kw, in, features] and 'bias' [features], so
-  weights and checkpoints move between the two unchanged. `implementation`: 'fast' (space-to-depth
-  for stride 2, chunked kernel gradients), 'xla' (lax.conv_general_dilated, the textbook form), or
-  'auto' (fast on CPU). `dtype` is the computation dtype; parameters stay in `param_dtype`.
+  Same arguments as flax.linen.Conv for the common cases: `features`, `kernel_size` (a pair),
+  `strides` ((1, 1), (2, 2), 1 or 2), `padding` ('SAME', Flax's default), `use_bias`,
+  `kernel_init`, `bias_init`, `dtype`, `param_dtype`; and the same parameters, 'kernel'
+  [kh, kw, in, features] and 'bias' [features], so weights and checkpoints move between the two
+  unchanged and outputs agree to float32 rounding. Input [B, H, W, in] -> [B, ceil(H / s),
+  ceil(W / s), features].
+
+  Differences from flax.linen.Conv: only 2-D NHWC inputs with a batch axis; only SAME padding and
+  strides 1 or 2 (others raise ValueError); no `input_dilation`, `kernel_dilation`,
+  `feature_group_count`, `mask` or `precision` arguments. Extra argument `implementation`:
+  'fast' (space-to-depth for stride 2, chunked kernel gradients), 'xla' (lax.conv_general_dilated,
+  the textbook form), or 'auto' (the default: fast on CPU, xla elsewhere).
   """
 
   def _convolve(self, x, kernel, strides, fast):
@@ -279,8 +293,15 @@ class ConvTranspose(_ConvLayer):
 
   Computes lax.conv_transpose's map (transpose_kernel=False, as Flax's default) as a stride-1
   convolution to 4x the channels plus depth-to-space (sub-pixel convolution), about 40x faster on
-  XLA:CPU than the input-dilated textbook form. Parameters as flax.linen.ConvTranspose:
-  'kernel' [kh, kw, in, features], 'bias' [features]. `implementation` and `dtype` as in Conv.
+  XLA:CPU than the input-dilated textbook form. Same arguments as flax.linen.ConvTranspose for the
+  common cases (`features`, `kernel_size`, `strides`, `padding`='SAME', `use_bias`,
+  `kernel_init`, `bias_init`, `dtype`, `param_dtype`) and the same parameters, 'kernel'
+  [kh, kw, in, features] and 'bias' [features]. Input [B, H, W, in] -> [B, s * H, s * W, features].
+
+  Differences from flax.linen.ConvTranspose: `strides` defaults to (2, 2) here (Flax: 1), so
+  pass strides=(1, 1) explicitly for a stride-1 layer; only 2-D NHWC inputs, SAME padding and
+  strides 1 or 2; no `kernel_dilation`, `transpose_kernel=True`, `mask` or `precision`.
+  `implementation` as in Conv.
   """
   strides: tuple[int, int] = (2, 2)
 

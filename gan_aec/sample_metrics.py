@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ['class_statistics', 'density_coverage', 'fid', 'frechet_distance', 'kid', 'knn_radii',
+           'mmd2_unbiased', 'precision_recall']
+
 _BLOCK = 1024
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 from flax.training import train_state
+import optax
+
+__all__ = ['TrainState', 'create']
 
 
 class TrainState(train_state.TrainState):
@@ -17,7 +21,19 @@ class TrainState(train_state.TrainState):
   batch_stats: Any = None
 
 
-def create(*, model, params, tx, batch_stats=None) -> TrainState:
-  """A step-0 TrainState for `model` with `params`, optimised by the optax transformation `tx`."""
+def create(*, model: nn.Module, params: Any, tx: optax.GradientTransformation,
+           batch_stats: Any | None = None) -> TrainState:
+  """A step-0 TrainState for `model` with `params`, optimised by the optax transformation `tx`.
+
+  Args:
+    model: the Flax module; the state keeps `model.apply` as `apply_fn`.
+    params: its 'params' collection (a pytree of arrays).
+    tx: any optax gradient transformation (a schedule inside it is fine); its state is initialised
+      here from `params`.
+    batch_stats: the 'batch_stats' collection of a model with BatchNorm; None: an empty dict.
+
+  Returns:
+    The TrainState at step 0.
+  """
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                            batch_stats={} if batch_stats is None else batch_stats)

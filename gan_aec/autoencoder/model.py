@@ -29,7 +29,8 @@ class ConvAutoencoder(nn.Module):
   conv_implementation: str = 'auto'
   kernel_init: str = 'glorot_uniform'  # Or 'lecun_normal'.
 
-  def setup(self):
+  def setup(self) -> None:
+    """Declares the encoder and decoder convolutions (Flax calls this on first use)."""
     inits = {'glorot_uniform': nn.initializers.glorot_uniform(),
              'lecun_normal': nn.initializers.lecun_normal()}
     if self.kernel_init not in inits:
@@ -51,11 +52,13 @@ class ConvAutoencoder(nn.Module):
     return x, sizes[::-1]
 
   def decode(self, code: jax.Array, sizes: Sequence[tuple[int, int]]) -> jax.Array:
+    """Reconstruction logits [B, H, W, C] of a code from `encode`, resized through `sizes`."""
     x = code
     for conv, size in zip(self.decoder_convs, sizes):
       x = nn.relu(conv(layers.nearest_resize(x, size)))
     return self.logits_conv(x)
 
   def __call__(self, images_BHWC: jax.Array) -> jax.Array:
+    """Reconstruction logits [B, H, W, C] (float32, any range) of images [B, H, W, C] in [0, 1]."""
     code, sizes = self.encode(images_BHWC)
     return self.decode(code, sizes)

@@ -7,12 +7,31 @@ or shard them without our loop. The model and optimizer come from the state (`st
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from gan_aec import microbatching
+from gan_aec import microbatching, train_state
 from gan_aec.train_state import TrainState
+
+
+def create_train_state(model: nn.Module, *, tx: optax.GradientTransformation, rng: jax.Array,
+                       example_images: jax.Array) -> TrainState:
+  """The step-0 state of an autoencoder: `model`'s parameters initialised from `rng`.
+
+  Args:
+    model: a ConvAutoencoder, or any Flax module mapping images [B, H, W, C] to logits of the
+      same shape (called as `model.apply({'params': p}, images)`).
+    tx: the optax optimizer (any transformation; the steps read it from the state).
+    rng: PRNG key for the parameters.
+    example_images: [B, H, W, C] float32 images of the training shape (only the first is used).
+
+  Returns:
+    TrainState with params, optimizer state, step 0 and an empty `batch_stats`.
+  """
+  params = model.init(rng, example_images[:1])['params']
+  return train_state.create(model=model, params=params, tx=tx)
 
 
 def reconstruction_loss(*, logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -43,7 +62,16 @@ def psnr(*, images: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def add_noise(images: jax.Array, rng: jax.Array, noise_std: float) -> jax.Array:
-  """The seed's corruption: clip(x + noise_std * N(0, 1), 0, 1), for images in [0, 1]."""
+  """The seed's corruption: clip(x + noise_std * N(0, 1), 0, 1).
+
+  Args:
+    images: [B, H, W, C] float in [0, 1].
+    rng: PRNG key for the Gaussian noise.
+    noise_std: standard deviation of the noise (the denoising autoencoder: 0.5).
+
+  Returns:
+    [B, H, W, C], same dtype, in [0, 1].
+  """
   noise = jax.random.normal(rng, images.shape, images.dtype)
   return jnp.clip(images + noise_std * noise, 0.0, 1.0)
 
@@ -106,3 +134,17 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
   if noise_std:
     sums['input_psnr'] = (psnr(images=inputs, targets=targets) * mask).sum()
   return sums
+
+
+def encode(state: TrainState, images: jax.Array) -> jax.Array:
+  """The code of each image: [B, H, W, C] in [0, 1] -> [B, h, w, encoder_features[-1]] float32.
+
+  For a ConvAutoencoder's state (28x28 inputs give 4x4 codes).
+  """
+  code, _ = state.apply_fn({'params': state.params}, images, method='encode')
+  return code
+
+
+def reconstruct(state: TrainState, images: jax.Array) -> jax.Array:
+  """Reconstructions (sigmoid of the logits): [B, H, W, C] in [0, 1] -> [B, H, W, C] in [0, 1]."""
+  return jax.nn.sigmoid(state.apply_fn({'params': state.params}, images))

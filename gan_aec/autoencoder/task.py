@@ -10,9 +10,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import datasets, figures, microbatching, train_state
+from gan_aec import datasets, figures, microbatching
 from gan_aec.autoencoder.model import ConvAutoencoder
-from gan_aec.autoencoder.steps import add_noise, eval_step, train_step
+from gan_aec.autoencoder.steps import add_noise, create_train_state, eval_step, train_step
 from gan_aec.splits import Split
 from gan_aec.tasks import Task
 
@@ -28,9 +28,8 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   noise_std = float(config.noise_std)
 
   def create_state(rng, example_batch):
-    params = model.init(rng, example_batch['image'][:1])['params']
-    return train_state.create(model=model, params=params,
-                              tx=optax.adam(config.learning_rate))
+    return create_train_state(model, tx=optax.adam(config.learning_rate), rng=rng,
+                              example_images=example_batch['image'])
 
   def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
     clean = test.images[:NUM_FIGURE_DIGITS].astype(np.float32) / 255.0

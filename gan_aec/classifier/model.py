@@ -24,7 +24,8 @@ class Classifier(nn.Module):
   dropout_rate: float = 0.5
   conv_implementation: str = 'auto'  # gan_aec.layers.Conv: 'auto', 'fast' or 'xla'.
 
-  def setup(self):
+  def setup(self) -> None:
+    """Declares the convolutions and dense layers (Flax calls this on first use)."""
     conv = functools.partial(layers.Conv, kernel_size=(3, 3),
                              implementation=self.conv_implementation)
     self.convs = [[conv(f, name=f'block{b}_conv{i}') for i, f in enumerate(block)]

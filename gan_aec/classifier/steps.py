@@ -1,12 +1,32 @@
-"""Pure loss, train step and eval step of the MNIST classifier."""
+"""Pure loss, state constructor, train step, eval step and features of the MNIST classifier."""
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from gan_aec import train_state
 from gan_aec.train_state import TrainState
+
+
+def create_train_state(model: nn.Module, *, tx: optax.GradientTransformation, rng: jax.Array,
+                       example_images: jax.Array) -> TrainState:
+  """The step-0 state of a classifier: `model`'s parameters initialised from `rng`.
+
+  Args:
+    model: a Classifier, or any Flax module called as `model(images, train=...)` -> logits [B, K]
+      (with train=True it may use a 'dropout' rng).
+    tx: the optax optimizer (any transformation, schedules included).
+    rng: PRNG key for the parameters.
+    example_images: [B, H, W, C] float32 images of the training shape (only the first is used).
+
+  Returns:
+    TrainState with params, optimizer state, step 0 and an empty `batch_stats`.
+  """
+  params = model.init(rng, example_images[:1])['params']
+  return train_state.create(model=model, params=params, tx=tx)
 
 
 def random_shift(images: jax.Array, rng: jax.Array, max_shift: int) -> jax.Array:
@@ -30,7 +50,15 @@ def random_shift(images: jax.Array, rng: jax.Array, max_shift: int) -> jax.Array
 
 
 def cross_entropy(*, logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Softmax cross-entropy per example [B] in nats, for logits [B, K] and int labels [B]."""
+  """Softmax cross-entropy per example.
+
+  Args:
+    logits: [B, K] float, any range.
+    labels: [B] int, class indices in [0, K).
+
+  Returns:
+    [B] float32, nats (>= 0).
+  """
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
@@ -63,14 +91,16 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array],
               rng: jax.Array) -> dict[str, jax.Array]:
-  """Sums over the batch's valid examples of 'loss' and 'accuracy' (correct predictions), and
-  'count'.
+  """Test metrics summed over the batch's valid examples (divide by 'count' for means).
 
   Args:
     state: TrainState of a Classifier.
     batch: {'image': [B, H, W, C] float32 in [0, 1], 'label': [B] int32, 'mask': optional [B]
       bool, False on padding}.
     rng: unused (the classifier is deterministic at evaluation).
+
+  Returns:
+    Sums of 'loss' (cross-entropy, nats) and 'accuracy' (correct predictions), and 'count'.
   """
   del rng
   mask = batch.get('mask', jnp.ones(batch['label'].shape[0], bool)).astype(jnp.float32)
@@ -78,3 +108,16 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array],
   correct = (logits.argmax(axis=-1) == batch['label']).astype(jnp.float32)
   return {'loss': (cross_entropy(logits=logits, labels=batch['label']) * mask).sum(),
           'accuracy': (correct * mask).sum(), 'count': mask.sum()}
+
+
+def features(state: TrainState, images: jax.Array) -> jax.Array:
+  """The penultimate activations of a Classifier's state (the sample metrics' feature space).
+
+  Args:
+    state: TrainState of a Classifier.
+    images: [B, H, W, C] float32 in [0, 1].
+
+  Returns:
+    [B, feature_dim] float32, >= 0 (after a ReLU).
+  """
+  return state.apply_fn({'params': state.params}, images, method='features')

@@ -10,9 +10,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import figures, train_state
+from gan_aec import figures
 from gan_aec.classifier.model import Classifier
-from gan_aec.classifier.steps import eval_step, train_step
+from gan_aec.classifier.steps import create_train_state, eval_step, train_step
 from gan_aec.input_pipeline import to_float
 from gan_aec.splits import Split
 from gan_aec.tasks import Task
@@ -61,11 +61,11 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   model = build_model(config)
 
   def create_state(rng, example_batch):
-    params = model.init(rng, example_batch['image'][:1])['params']
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, config.learning_rate, warmup_steps=config.warmup_steps,
         decay_steps=config.num_train_steps)
-    return train_state.create(model=model, params=params, tx=optax.adam(schedule))
+    return create_train_state(model, tx=optax.adam(schedule), rng=rng,
+                              example_images=example_batch['image'])
 
   def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
     del final

@@ -1,7 +1,9 @@
 """GAN losses as small pure functions of the discriminator's logits.
 
-Each takes logits of real images [B] and of generated images [B] and returns scalars (means over
-the batch). `real_label` smooths the discriminator's real targets (the seed: 0.9).
+Each takes keyword arguments only: the discriminator's logits of real images [B] and of generated
+images [B] (float, any range), and `real_label`, which smooths the discriminator's real targets
+(the seed: 0.9; 1.0 is the standard form). Each returns (d_loss, g_loss), two float32 scalars
+(means over the batch) for the discriminator and the generator to minimise.
 """
 
 from __future__ import annotations
@@ -45,3 +47,4 @@ def least_squares(*, real_logits: jax.Array, fake_logits: jax.Array,
 
 
 LOSSES = {'non_saturating': non_saturating, 'hinge': hinge, 'least_squares': least_squares}
+"""The losses by name: the values of gan_aec.dcgan.train_step's `loss` argument."""

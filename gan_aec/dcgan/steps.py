@@ -1,4 +1,4 @@
-"""The DCGAN's state and its pure train step.
+"""The DCGAN's state, its constructor, its pure train and eval steps and its sampler.
 
     train_step(state, batch, rng) -> (state, metrics)
 
@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
+from gan_aec import train_state
 from gan_aec.dcgan import losses
 from gan_aec.train_state import TrainState
 
@@ -31,17 +35,65 @@ class GANState(flax.struct.PyTreeNode):
 
   @property
   def step(self) -> jax.Array:
+    """The number of updates so far (the generator's and the discriminator's are equal)."""
     return self.generator.step
 
 
+def create_gan_state(generator: nn.Module, discriminator: nn.Module, *,
+                     tx: optax.GradientTransformation, rng: jax.Array, example_images: jax.Array,
+                     latent_dim: int = 100, d_tx: optax.GradientTransformation | None = None,
+                     use_ema: bool = False) -> GANState:
+  """The step-0 GANState: both networks initialised from `rng`, each with its optimizer.
+
+  Args:
+    generator: a Generator, or any Flax module called as `generator(z, train=...)` with z
+      [B, latent_dim] -> images [B, H, W, C] (a 'batch_stats' collection, i.e. BatchNorm, needed).
+    discriminator: a Discriminator, or any module called as `discriminator(images, train=...)` ->
+      logits [B] (with BatchNorm).
+    tx: the generator's optax optimizer, and the discriminator's unless d_tx is given (the seed:
+      optax.adam(2e-4, b1=0.5)).
+    rng: PRNG key; split into the generator's and the discriminator's initialisation keys.
+    example_images: [B, H, W, C] float32 images of the training shape (only the first is used).
+    latent_dim: size of z.
+    d_tx: the discriminator's optimizer, when it differs from the generator's.
+    use_ema: keep an exponential moving average of the generator's params (starting at its
+      initial params); train_step updates it when given ema_decay.
+
+  Returns:
+    GANState at step 0.
+  """
+  g_rng, d_rng = jax.random.split(rng)
+  g_vars = generator.init({'params': g_rng}, np.zeros((1, latent_dim), np.float32), train=False)
+  d_vars = discriminator.init({'params': d_rng}, example_images[:1], train=False)
+  return GANState(
+      generator=train_state.create(model=generator, params=g_vars['params'], tx=tx,
+                                   batch_stats=g_vars['batch_stats']),
+      discriminator=train_state.create(model=discriminator, params=d_vars['params'],
+                                       tx=tx if d_tx is None else d_tx,
+                                       batch_stats=d_vars['batch_stats']),
+      # A copy, not the same buffers: a jitted step may donate both.
+      ema_params=jax.tree.map(jnp.copy, g_vars['params']) if use_ema else {})
+
+
 def sample_latents(rng: jax.Array, batch_size: int, latent_dim: int) -> jax.Array:
-  """z ~ Uniform[-1, 1]^latent_dim, as in the seed: [batch_size, latent_dim] float32."""
+  """z ~ Uniform[-1, 1]^latent_dim drawn with `rng`, as in the seed: [batch_size, latent_dim] float32.
+
+  `batch_size` and `latent_dim` must be static under jit.
+  """
   return jax.random.uniform(rng, (batch_size, latent_dim), jnp.float32, -1.0, 1.0)
 
 
 def generate(state: GANState, z: jax.Array, *, use_ema: bool = False) -> jax.Array:
-  """Images [B, S, S, C] in [-1, 1] from latents [B, latent_dim], in inference mode (no dropout,
-  BatchNorm running statistics); with use_ema the generator's EMA parameters (when kept)."""
+  """Images from latents, in inference mode (no dropout, BatchNorm running statistics).
+
+  Args:
+    state: GANState.
+    z: [B, latent_dim] float32, e.g. from sample_latents.
+    use_ema: use the generator's EMA parameters (when the state keeps them).
+
+  Returns:
+    [B, S, S, C] float32 in [-1, 1] (map to [0, 1] with (x + 1) / 2 for display).
+  """
   params = state.ema_params if (use_ema and state.ema_params) else state.generator.params
   return state.generator.apply_fn(
       {'params': params, 'batch_stats': state.generator.batch_stats}, z, train=False)
@@ -53,8 +105,8 @@ def train_step(state: GANState, batch: dict[str, jax.Array], rng: jax.Array, *,
   """One simultaneous update of the discriminator and the generator.
 
   Args:
-    state: GANState.
-    batch: {'image': [B, S, S, C] float32 in [-1, 1]}; other keys are ignored.
+    state: GANState (from create_gan_state, with any optax optimizers).
+    batch: {'image': [B, S, S, C] float32 in [-1, 1]}, any B; other keys are ignored.
     rng: PRNG key for z, and for the generator's and discriminator's dropout.
     latent_dim: size of z (the seed: 100).
     loss: a name in gan_aec.dcgan.losses.LOSSES ('non_saturating', 'hinge', 'least_squares').
@@ -105,6 +157,7 @@ def eval_step(state: GANState, batch: dict[str, jax.Array], rng: jax.Array) -> d
   """The discriminator on test images (inference mode), summed over valid images.
 
   Args:
+    state: GANState.
     batch: {'image': [B, S, S, C] float32 in [-1, 1], 'mask': optional [B] bool}.
     rng: unused (kept for the common eval_step signature).
 

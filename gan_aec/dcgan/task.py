@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import datasets, figures, input_pipeline, tasks, train_state
+from gan_aec import datasets, figures, input_pipeline, tasks
 from gan_aec.dcgan import losses, steps
 from gan_aec.dcgan.model import Discriminator, Generator
 from gan_aec.splits import Split
@@ -61,17 +61,10 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   use_ema = config.ema_decay is not None
 
   def create_state(rng, example_batch):
-    g_rng, d_rng = jax.random.split(rng)
-    g_vars = generator.init({'params': g_rng}, np.zeros((1, config.latent_dim), np.float32),
-                            train=False)
-    d_vars = discriminator.init({'params': d_rng}, example_batch['image'][:1], train=False)
-    tx = optax.adam(config.learning_rate, b1=config.adam_beta1)
-    return steps.GANState(
-        generator=train_state.create(model=generator, params=g_vars['params'], tx=tx,
-                                     batch_stats=g_vars['batch_stats']),
-        discriminator=train_state.create(model=discriminator, params=d_vars['params'], tx=tx,
-                                         batch_stats=d_vars['batch_stats']),
-        ema_params=g_vars['params'] if use_ema else {})
+    return steps.create_gan_state(
+        generator, discriminator, tx=optax.adam(config.learning_rate, b1=config.adam_beta1),
+        rng=rng, example_images=example_batch['image'], latent_dim=config.latent_dim,
+        use_ema=use_ema)
 
   train_step = functools.partial(steps.train_step, latent_dim=config.latent_dim, loss=config.loss,
                                  real_label=config.real_label, ema_decay=config.ema_decay)

@@ -26,7 +26,8 @@ class ConvVAE(nn.Module):
   image_shape: tuple[int, int, int] = (28, 28, 1)
   conv_implementation: str = 'auto'  # gan_aec.layers implementation: 'auto', 'fast' or 'xla'.
 
-  def setup(self):
+  def setup(self) -> None:
+    """Declares the encoder and decoder layers (Flax calls this on first use)."""
     conv = functools.partial(layers.Conv, kernel_size=(3, 3),
                              implementation=self.conv_implementation)
     self.encoder_convs = [conv(32, name='encoder_conv0'),
@@ -55,13 +56,25 @@ class ConvVAE(nn.Module):
     x = nn.relu(self.decoder_dense(z_BL)).reshape(z_BL.shape[0], h // 2, w // 2, 64)
     return self.logits_conv(nn.relu(self.decoder_deconv(x)))
 
-  def __call__(self, images_BHWC: jax.Array, rng: jax.Array):
-    """Encodes, samples z with the reparameterisation, decodes: (logits, mean, logvar)."""
+  def __call__(self, images_BHWC: jax.Array,
+               rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Encodes, samples z with the reparameterisation (noise from `rng`), decodes.
+
+    Returns (logits [B, H, W, C], mean [B, latent_dim], logvar [B, latent_dim]), float32.
+    """
     mean, logvar = self.encode(images_BHWC)
     z = reparameterize(mean, logvar, rng)
     return self.decode(z), mean, logvar
 
 
 def reparameterize(mean: jax.Array, logvar: jax.Array, rng: jax.Array) -> jax.Array:
-  """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I); same shape as mean."""
+  """A differentiable sample z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) drawn with `rng`.
+
+  Args:
+    mean, logvar: [B, L] float, a diagonal Gaussian's means and log-variances.
+    rng: PRNG key.
+
+  Returns:
+    [B, L] float, same dtype as mean.
+  """
   return mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape, mean.dtype)

@@ -12,12 +12,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import datasets, figures, tasks, train_state
+from gan_aec import datasets, figures, tasks
 from gan_aec.input_pipeline import to_float
 from gan_aec.splits import Split
 from gan_aec.tasks import Task
 from gan_aec.vae.model import ConvVAE
-from gan_aec.vae.steps import eval_step, train_step
+from gan_aec.vae.steps import create_train_state, eval_step, train_step
 
 MANIFOLD_SIZE = 20  # The seed's 20x20 grid over norm.ppf(linspace(0.05, 0.95, 20)).
 
@@ -88,8 +88,8 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                   conv_implementation=config.conv_implementation)
 
   def create_state(rng, example_batch):
-    params = model.init({'params': rng}, example_batch['image'][:1], jax.random.key(0))['params']
-    return train_state.create(model=model, params=params, tx=optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay))
+    tx = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay)
+    return create_train_state(model, tx=tx, rng=rng, example_images=example_batch['image'])
 
   def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
     del final  # The figures always show the latest state.
