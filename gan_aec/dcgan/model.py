@@ -46,6 +46,11 @@ class Generator(nn.Module):
 
   @nn.compact
   def __call__(self, z_BL: jax.Array, *, train: bool) -> jax.Array:
+    """Images [B, S, S, channels] float32 in [-1, 1] from z [B, latent_dim].
+
+    train=True: dropout on (needs a 'dropout' rng) and BatchNorm on batch statistics (pass
+    mutable=['batch_stats']); train=False: inference mode with the running statistics.
+    """
     widths, _ = _layer_widths(self.image_size)
     xavier = nn.initializers.glorot_uniform()
 
@@ -74,6 +79,7 @@ class Discriminator(nn.Module):
 
   @nn.compact
   def __call__(self, images_BHWC: jax.Array, *, train: bool) -> jax.Array:
+    """Real/fake logits [B] float32 of images [B, S, S, C] in [-1, 1]; `train` as in Generator."""
     _, widths = _layer_widths(self.image_size)
     xavier = nn.initializers.glorot_uniform()
     x = images_BHWC
