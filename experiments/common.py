@@ -49,6 +49,8 @@ class Experiment:
     train_metrics: training metrics shown (their values at the last step), e.g. ('loss',).
     sample_metrics: a generator: FID, KID, precision/recall, ... by gan_aec.evaluate.
     seed_report: what the seed report shows for this experiment (prose, shown beside ours).
+    seed_numbers: the seed report's values of our metrics, where it gives them (a column beside
+      ours on the page), e.g. {'loss': 0.097}.
   """
   name: str
   title: str
@@ -58,6 +60,7 @@ class Experiment:
   train_metrics: tuple[str, ...] = ()
   sample_metrics: bool = False
   seed_report: str = ''
+  seed_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -198,7 +201,7 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
       'sample_metrics': evaluation,
       'figures': figures,
       'full_mode': _full_mode(experiment, args, records),
-      'seed_report': experiment.seed_report,
+      'seed_report': experiment.seed_report, 'seed_numbers': experiment.seed_numbers,
   }
   with open(os.path.join(out_dir, 'summary.json'), 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=1)

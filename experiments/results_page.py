@@ -67,8 +67,10 @@ def section(summary: dict[str, Any]) -> list[str]:
                 'measured images/s' if 'estimated_minutes_here' in full else '')
     lines.append(f'- full mode (without --quick): {full["steps"]:,} steps of batch '
                  f'{full["batch_size"]}{estimate}; not timed on a GPU here')
-  lines += ['', '| metric (last step) | value |', '|---|---|']
-  lines += [f'| `{k}` | {_fmt(v)} |' for k, v in summary['metrics'].items()]
+  seed = summary.get('seed_numbers') or {}
+  lines += ['', '| metric (last step) | ours | seed report |', '|---|---|---|']
+  lines += [f'| `{k}` | {_fmt(v)} | {_fmt(seed[k]) if k in seed else ""} |'
+            for k, v in summary['metrics'].items()]
   lines.append('')
   if summary.get('sample_metrics'):
     lines += _sample_table(summary['sample_metrics'])
