@@ -198,7 +198,7 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
                'train_examples': run_start.get('train_examples'),
                'test_examples': run_start.get('test_examples'), 'note': args.data_note},
       'metrics': final_metrics(records, experiment.train_metrics),
-      'sample_metrics': evaluation,
+      'generator': experiment.sample_metrics, 'sample_metrics': evaluation,
       'figures': figures,
       'full_mode': _full_mode(experiment, args, records),
       'seed_report': experiment.seed_report, 'seed_numbers': experiment.seed_numbers,

@@ -15,6 +15,8 @@ from typing import Any
 
 ORDER = ('autoencoder_mnist', 'denoising_autoencoder_mnist', 'vae_mnist', 'mnist_classifier',
          'dcgan_mnist', 'dcgan_celeb_a', 'dcgan_celeb_a64')
+SAMPLE_METRIC_NAMES = ('fid', 'kid', 'kid_std', 'precision', 'recall', 'density', 'coverage',
+                       'classes_covered', 'mean_confidence', 'classifier_score')
 SAMPLE_COLUMNS = ('fid', 'kid', 'precision', 'recall', 'density', 'coverage', 'classes_covered',
                   'mean_confidence')
 
@@ -34,7 +36,7 @@ def _sample_table(evaluation: dict[str, Any]) -> list[str]:
   rows = [(label, scores) for label, scores in rows if scores]
   if not rows:
     return []
-  columns = [c for c in SAMPLE_COLUMNS if any(c in s for _, s in rows)]
+  columns = [c for c in SAMPLE_COLUMNS if any(c in scores for _, scores in rows)]
   first = rows[0][1]
   lines = [f'Sample metrics: N = {first["num_samples"]} generated vs N real {first["split"]} '
            f'images, features of {first["extractor"]}.', '',
@@ -68,12 +70,19 @@ def section(summary: dict[str, Any]) -> list[str]:
     lines.append(f'- full mode (without --quick): {full["steps"]:,} steps of batch '
                  f'{full["batch_size"]}{estimate}; not timed on a GPU here')
   seed = summary.get('seed_numbers') or {}
+  evaluation = summary.get('sample_metrics')
+  # With sample metrics, their eval_ values show in their own table below, not twice.
+  shown = {k: v for k, v in summary['metrics'].items()
+           if not (evaluation and k.startswith('eval_') and k[5:] in SAMPLE_METRIC_NAMES)}
   lines += ['', '| metric (last step) | ours | seed report |', '|---|---|---|']
   lines += [f'| `{k}` | {_fmt(v)} | {_fmt(seed[k]) if k in seed else ""} |'
-            for k, v in summary['metrics'].items()]
+            for k, v in shown.items()]
   lines.append('')
-  if summary.get('sample_metrics'):
-    lines += _sample_table(summary['sample_metrics'])
+  if evaluation:
+    lines += _sample_table(evaluation)
+  elif summary.get('generator'):
+    lines += ['Sample metrics: not computed; they need a feature network for these images '
+              '(`--extractor=python:module:function`, see the main README).', '']
   if summary.get('seed_report'):
     lines += [f'Seed report: {summary["seed_report"]}', '']
   for figure in summary['figures']:
