@@ -119,7 +119,6 @@ def _convolution_windows(module, x):
   grad = jax.jit(jax.value_and_grad(lambda p, x: module.apply(p, x).sum(), argnums=(0, 1)))
   hlo = grad.lower(params, x).as_text()
   windows = re.findall(r'stablehlo\.convolution.*window = \{([^}]*)\}', hlo)
-  assert len(windows) == 3, hlo  # Forward, input gradient, kernel gradient.
   return [tuple(tuple(int(v) for v in re.search(name + r' = \[([0-9, ]+)\]', w).group(1).split(','))
                 if name in w else (1, 1) for name in ('stride', 'lhs_dilate', 'rhs_dilate'))
           for w in windows]
@@ -130,7 +129,21 @@ def test_fast_layers_compile_to_plain_stride_one_convolutions(module_class):
   """The point of the rewrite: no strided or dilated convolution, forward or backward."""
   x = jnp.ones((2, 7, 7, 4))
   fast = _convolution_windows(module_class(8, (5, 5), strides=(2, 2), implementation='fast'), x)
+  # ConvTranspose: three stride-1 convolutions; Conv: none at all (a patch matmul).
+  assert len(fast) == (3 if module_class is layers.ConvTranspose else 0), fast
   assert all(window == ((1, 1), (1, 1), (1, 1)) for window in fast), fast
   # The textbook form does have them: this test can tell the two apart.
   xla = _convolution_windows(module_class(8, (5, 5), strides=(2, 2), implementation='xla'), x)
+  assert len(xla) == 3  # Forward, input gradient, kernel gradient.
   assert any(window != ((1, 1), (1, 1), (1, 1)) for window in xla), xla
+
+
+@pytest.mark.parametrize('kernel,size', [(3, (7, 7)), (5, (14, 14)), (5, (5, 6))])
+def test_space_to_depth_strided_conv_matches_lax(kernel, size):
+  """conv_stride2, the other dilation-free form of a stride-2 convolution, kept in layers."""
+  x = jax.random.normal(jax.random.key(0), (2, *size, 6))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 6, 8))
+  ref = jax.lax.conv_general_dilated(x, w, (2, 2), 'SAME',
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  chex.assert_trees_all_close(layers.conv_stride2(x, w), ref, atol=1e-4)
+  chex.assert_trees_all_close(layers.conv_stride2_patches(x, w), ref, atol=1e-4)
