@@ -93,15 +93,17 @@ def test_fast_strided_conv_matches_flax_conv(kernel, size):
   chex.assert_shape(out, (2, (size[0] + 1) // 2, (size[1] + 1) // 2, 8))
 
 
-@pytest.mark.parametrize('kernel,size', STRIDED_CASES)
-def test_fast_conv_transpose_matches_flax_conv_transpose(kernel, size):
+@pytest.mark.parametrize('kernel,size,features',
+                         [(k, size, 8) for k, size in STRIDED_CASES]  # Convolution form.
+                         + [(3, (14, 14), 32), (5, (4, 4), 16), (5, (7, 7), 16)])  # Patch matmul.
+def test_fast_conv_transpose_matches_flax_conv_transpose(kernel, size, features):
   x = jax.random.normal(jax.random.key(0), (2, *size, 6))
-  kwargs = dict(features=8, kernel_size=(kernel, kernel), strides=(2, 2), padding='SAME')
+  kwargs = dict(features=features, kernel_size=(kernel, kernel), strides=(2, 2), padding='SAME')
   out = _compare_with_flax(
       layers.ConvTranspose(**{k: v for k, v in kwargs.items() if k != 'padding'},
                            implementation='fast'),
       nn.ConvTranspose(**kwargs), x)
-  chex.assert_shape(out, (2, 2 * size[0], 2 * size[1], 8))
+  chex.assert_shape(out, (2, 2 * size[0], 2 * size[1], features))
 
 
 @pytest.mark.parametrize('implementation', ['fast', 'xla'])
