@@ -28,7 +28,7 @@ import shutil
 import time
 from typing import Any
 
-from gan_aec import config_lib, evaluate, train
+from gan_aec import config_lib, evaluate, metric_logging, train
 
 from experiments import results_page
 
@@ -116,11 +116,6 @@ def machine() -> str:
           f'{devices[0].platform.upper()} device(s) ({devices[0].device_kind})')
 
 
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def final_metrics(records: list[dict[str, Any]], train_keys: tuple[str, ...]) -> dict[str, Any]:
   """The last evaluation's eval_* values and the last logged value of each train key."""
   out: dict[str, Any] = {}
@@ -166,11 +161,10 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
   evaluation = None
   eval_command = None
   if extractor:
-    evaluate.evaluate(workdir, checkpoint='best', extractor=extractor)
-    evaluation = evaluate.evaluate(workdir, checkpoint='latest', extractor=extractor,
+    evaluation = evaluate.evaluate(workdir, checkpoint='latest,best', extractor=extractor,
                                    references=True)
-    eval_command = (f'python -m gan_aec.evaluate --workdir={_rel(workdir)} --checkpoint=latest '
-                    f'--references  # and --checkpoint=best')
+    eval_command = (f'python -m gan_aec.evaluate --workdir={_rel(workdir)} '
+                    '--checkpoint=latest,best --references')
 
   out_dir = os.path.join(args.results_dir, experiment.name)
   shutil.rmtree(out_dir, ignore_errors=True)
@@ -181,7 +175,7 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
     if os.path.exists(source):
       shutil.copy(source, os.path.join(out_dir, name))
       figures.append(name)
-  records = read_metrics(workdir)
+  records = metric_logging.read_records(workdir)
   run_start = next(r for r in records if r.get('event') == 'run_start')
   summary = {
       'name': experiment.name, 'title': experiment.title,

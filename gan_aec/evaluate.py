@@ -1,11 +1,11 @@
 r"""Recomputes a run's sample metrics from a checkpoint and writes them to WORKDIR/eval.json.
 
   python -m gan_aec.evaluate --workdir=runs/dcgan --extractor=runs/mnist_classifier
-  python -m gan_aec.evaluate --workdir=runs/dcgan --checkpoint=best
+  python -m gan_aec.evaluate --workdir=runs/dcgan --checkpoint=latest,best
   python -m gan_aec.evaluate --workdir=runs/mnist_classifier --references
 
-N generated images (the same latents the training loop scores) against the first N test images, in the extractor's features:
-FID, KID (+ std over subsets), precision, recall, density, coverage and, with a classifier, the
+N generated images (the same latents the training loop scores) against the first N test images,
+in the extractor's features: FID, KID (+ std over subsets), precision, recall, density, coverage and, with a classifier, the
 class histogram, classes covered, mean confidence and classifier score. eval.json keeps one entry
 per checkpoint evaluated ('latest', 'best' or 'step_N'), each with N, split, extractor and step, so
 that runs are compared on equal terms. --references adds the yardsticks for the same N and
@@ -33,7 +33,8 @@ from gan_aec import workdir as run_workdir
 EVAL_FILE = 'eval.json'
 
 flags.DEFINE_string('workdir', None, 'The run to evaluate.', required=True)
-flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (lowest FID during training) or a step.")
+flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (lowest FID during training), a step, "
+                    'or several separated by commas, e.g. latest,best.')
 flags.DEFINE_string('extractor', None, 'Classifier workdir or python:module:function; default: '
                     "the run's config.sample_metrics.extractor.")
 flags.DEFINE_integer('num_samples', None, 'N; default: the config\'s sample_metrics.num_samples '
@@ -92,7 +93,11 @@ def _write(path: str, record: dict) -> None:
 
 def evaluate(workdir: str, *, checkpoint: str = 'latest', extractor: str | None = None,
              num_samples: int | None = None, references: bool = False) -> dict:
-  """Scores the run in workdir; updates and returns the contents of WORKDIR/eval.json."""
+  """Scores the run in workdir; updates and returns the contents of WORKDIR/eval.json.
+
+  checkpoint: 'latest', 'best', a step, or several of them separated by commas (data, extractor and
+  real features are then loaded once for all).
+  """
   workdir = os.path.abspath(workdir)
   config = _load_run(workdir)
   block = config.get('sample_metrics') or {}
@@ -118,9 +123,10 @@ def evaluate(workdir: str, *, checkpoint: str = 'latest', extractor: str | None 
       timespec='seconds')}
 
   if task.sample_images is not None:
-    label, directory, step = _checkpoint_step(workdir, checkpoint)
     example = {'image': input_pipeline.to_float(data.test.images[:1], task.image_range)}
     abstract = jax.eval_shape(task.create_state, jax.random.key(0), example)
+  for which in (checkpoint.split(',') if task.sample_images is not None else []):
+    label, directory, step = _checkpoint_step(workdir, which.strip())
     state = checkpointing.restore_on_one_device(directory, step, abstract)
     samples = task.sample_images(state, train.sample_metrics_rng(config.seed), quality.num_samples)
     record[label] = {'step': step, 'checkpoint': os.path.join(directory, str(step)),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
-import json
 import os
 from typing import Callable
 
@@ -24,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_aec import checkpointing, errors
+from gan_aec import checkpointing, errors, metric_logging
 from gan_aec import workdir as run_workdir
 
 EmbedFn = Callable[[np.ndarray], 'np.ndarray | tuple[np.ndarray, np.ndarray | None]']
@@ -91,19 +90,9 @@ def from_classifier_run(workdir: str, step: int | None = None) -> FeatureExtract
 
 
 def _last_eval_accuracy(workdir: str, step: int) -> float | None:
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return None
-  accuracy = None
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except ValueError:
-        continue
-      if record.get('step') == step and 'eval_accuracy' in record:
-        accuracy = record['eval_accuracy']
-  return accuracy
+  accuracies = [r['eval_accuracy'] for r in metric_logging.read_records(workdir)
+                if r.get('step') == step and 'eval_accuracy' in r]
+  return accuracies[-1] if accuracies else None
 
 
 def from_python(spec: str) -> FeatureExtractor:

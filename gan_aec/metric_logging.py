@@ -28,6 +28,22 @@ def _plain(value: Any) -> Any:
   return value
 
 
+def read_records(workdir: str) -> list[dict[str, Any]]:
+  """WORKDIR/metrics.jsonl as a list of records ([] without the file); a line cut short by a kill
+  is skipped."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except ValueError:
+        continue
+  return records
+
+
 class MetricLogger:
   """Writes scalar metrics to TensorBoard and metrics.jsonl (only when `is_writer`)."""
 

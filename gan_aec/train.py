@@ -219,7 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def evaluate(step: int, final: bool) -> dict[str, float]:
     metrics = _evaluate(eval_fn, state, data.test, config, eval_rng, batch_sharding,
                         task.image_range)
-    host_state = to_host(state)
+    host_state = to_host(state) if quality or is_writer else None
     if quality:  # Every process scores the same samples, so all agree on saving the best.
       scores = quality.evaluate(task.sample_images(host_state, sample_rng, quality.num_samples))
       metrics.update({f'eval_{k}': float(scores[k]) for k in sample_quality.SCALARS
