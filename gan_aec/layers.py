@@ -210,6 +210,32 @@ def _patch_matmul(x_BHWC: jax.Array, kernel: jax.Array, padding) -> jax.Array:
   return y.reshape(b, out_h, out_w, kernel.shape[-1])
 
 
+def _tap_matmul_sum(x_BHWC: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  """A stride-1 convolution with explicit ((low_h, high_h), (low_w, high_w)) padding as one
+  matmul of each pixel by all kh * kw taps (out features kh * kw * out), then a sum of the kh * kw
+  shifted planes. Cheap when kh * kw * out is small: the logits layer of a decoder (16 -> 1)."""
+  b, h, w, c = x_BHWC.shape
+  kh, kw, _, out = kernel.shape
+  taps = x_BHWC.reshape(-1, c) @ kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * out)
+  taps = jnp.pad(taps.reshape(b, h, w, kh, kw, out), ((0, 0), *padding, (0, 0), (0, 0), (0, 0)))
+  out_h, out_w = taps.shape[1] - kh + 1, taps.shape[2] - kw + 1
+  # Output (p, q) sums padded input (p + i, q + j) times tap (i, j).
+  return sum(taps[:, i:i + out_h, j:j + out_w, i, j] for i in range(kh) for j in range(kw))
+
+
+def conv_stride1_fast(x_BHWC: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  """The fastest form on XLA:CPU of a stride-1 convolution (NHWC/HWIO, explicit padding pairs).
+
+  Few output taps (kh * kw * out <= in, e.g. 16 -> 1 channels at 3x3): `_tap_matmul_sum`, ~2x
+  faster forward and backward than XLA's convolution (measured on a 2-core Xeon, 16 -> 1 at 28x28,
+  batch 8: 130 + 240 us instead of 285 + 430). Otherwise XLA's own convolution (conv_stride1).
+  """
+  kh, kw, c, out = kernel.shape
+  if kh * kw * out <= c:
+    return _tap_matmul_sum(x_BHWC, kernel, padding)
+  return conv_stride1(x_BHWC, kernel, padding)
+
+
 def conv_transpose_stride2(x_BHWC: jax.Array, kernel: jax.Array) -> jax.Array:
   """`lax.conv_transpose(x, kernel, (2, 2), 'SAME')` (NHWC/HWIO, as flax.linen.ConvTranspose)."""
   b, h, w, _ = x_BHWC.shape
@@ -223,7 +249,7 @@ def conv_transpose_stride2(x_BHWC: jax.Array, kernel: jax.Array) -> jax.Array:
   if out_channels >= PATCH_MATMUL_MIN_FEATURES:
     y = _patch_matmul(x_BHWC, k, padding)  # [B, H, W, (rh, rw, O)]
   else:
-    y = conv_stride1(x_BHWC, k, padding)
+    y = conv_stride1_fast(x_BHWC, k, padding)
   y = y.reshape(b, h, w, 2, 2, out_channels).transpose(0, 1, 3, 2, 4, 5)
   return y.reshape(b, 2 * h, 2 * w, out_channels)
 
@@ -331,7 +357,8 @@ class Conv(_ConvLayer):
     if fast:
       if strides == (2, 2):
         return conv_stride2_patches(x, kernel)
-      return conv_stride1(x, kernel, 'SAME')
+      pads = tuple(_same_pads_conv(size, k, 1) for size, k in zip(x.shape[1:3], kernel.shape[:2]))
+      return conv_stride1_fast(x, kernel, pads)
     return jax.lax.conv_general_dilated(x, kernel, strides, 'SAME',
                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 

@@ -115,6 +115,21 @@ def test_stride_one_conv_and_both_implementations_match_flax(implementation):
                      nn.ConvTranspose(8, (5, 5), strides=(2, 2), padding='SAME'), x)
 
 
+# Few output taps (kh * kw * out <= in): the tap-matmul form (the decoders' logits layers:
+# the autoencoder's 16 -> 1 and 32 -> 1, the VAE's and DCGAN's last transposed convolutions).
+@pytest.mark.parametrize('module_class,kernel,size,in_features', [
+    (layers.Conv, 3, (28, 28), 16), (layers.Conv, 5, (5, 6), 32),
+    (layers.ConvTranspose, 3, (14, 14), 32), (layers.ConvTranspose, 5, (7, 7), 64)])
+def test_few_output_taps_layers_match_flax(module_class, kernel, size, in_features):
+  x = jax.random.normal(jax.random.key(0), (2, *size, in_features))
+  strides = (1, 1) if module_class is layers.Conv else (2, 2)
+  flax_class = nn.Conv if module_class is layers.Conv else nn.ConvTranspose
+  _compare_with_flax(module_class(1, (kernel, kernel), strides=strides, implementation='fast'),
+                     flax_class(1, (kernel, kernel), strides=strides, padding='SAME'), x)
+  assert 'convolution' not in jax.jit(module_class(1, (kernel, kernel), strides=strides).init).lower(
+      jax.random.key(0), x).as_text()
+
+
 def _convolution_windows(module, x):
   """(stride, lhs_dilate, rhs_dilate) of every convolution in the module's forward + backward."""
   params = module.init(jax.random.key(0), x)
