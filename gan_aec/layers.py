@@ -153,17 +153,63 @@ def _rearrange_kernel(kernel: jax.Array, table_h: np.ndarray, table_w: np.ndarra
 
   phases_into='out': [Jh, Jw, I, (rh, rw, O)] (sub-pixel: phases are output channels);
   phases_into='in': [Jh, Jw, (ph, pw, I), O] (space-to-depth: phases are input channels).
-  Each phase is a stride-2 slice of the zero-padded kernel, so the gradient is four interior pads
-  (a gather and its scatter-add gradient cost ~20 ms per step on the DCGAN's 512 -> 256 kernel).
   """
+  starts_h = tuple(_phase_starts(table_h, kernel.shape[0]))
+  starts_w = tuple(_phase_starts(table_w, kernel.shape[1]))
+  return _rearrange_by_phases(kernel, (starts_h, len(table_h)), (starts_w, len(table_w)),
+                              phases_into)
+
+
+# Each phase is a stride-2 slice of the zero-padded kernel. Autodiff would differentiate that into
+# four full-size interior pads and their sum (and a gather into a scatter-add): ~20-30 ms per step
+# on the DCGAN's 512 -> 256 kernel. Every kernel tap lands in exactly one phase, so the gradient is
+# the inverse rearrangement: interleave the two phases of each axis and drop the padding.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _rearrange_by_phases(kernel, phases_h, phases_w, phases_into):
+  (starts_h, jh), (starts_w, jw) = phases_h, phases_w
   kh, kw, i, o = kernel.shape
-  jh, jw = len(table_h), len(table_w)
   padded = jnp.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))
-  phases = [padded[sh:sh + 2 * jh - 1:2, sw:sw + 2 * jw - 1:2]
-            for sh in _phase_starts(table_h, kh) for sw in _phase_starts(table_w, kw)]
+  phases = [padded[sh:sh + 2 * jh - 1:2, sw:sw + 2 * jw - 1:2] for sh in starts_h for sw in starts_w]
   if phases_into == 'out':
     return jnp.stack(phases, axis=3).reshape(jh, jw, i, 4 * o)
   return jnp.stack(phases, axis=2).reshape(jh, jw, 4 * i, o)
+
+
+def _rearrange_by_phases_fwd(kernel, phases_h, phases_w, phases_into):
+  return (_rearrange_by_phases(kernel, phases_h, phases_w, phases_into),
+          jax.ShapeDtypeStruct(kernel.shape, kernel.dtype))
+
+
+def _interleave_axis(g, axis, starts, k):
+  """g has the two phases on `axis` and their J positions on axis + 1: back to padded-kernel
+  positions start + 2j, then to kernel taps 0..k-1 (padded positions 1..k)."""
+  lo = min(starts)
+  assert sorted(starts) == [lo, lo + 1], starts  # The phases interleave.
+  if starts[0] > starts[1]:
+    g = jnp.flip(g, axis)
+  g = jnp.moveaxis(g, axis, axis + 1)
+  g = g.reshape(*g.shape[:axis], -1, *g.shape[axis + 2:])  # Padded positions lo, lo + 1, ...
+  size = g.shape[axis]
+  pads = [(0, 0)] * g.ndim
+  pads[axis] = (max(lo - 1, 0), max(1 + k - lo - size, 0))
+  g = jnp.pad(g, pads)
+  start = max(1 - lo, 0)
+  return jax.lax.slice_in_dim(g, start, start + k, axis=axis)
+
+
+def _rearrange_by_phases_bwd(phases_h, phases_w, phases_into, kernel_shape, g):
+  (starts_h, jh), (starts_w, jw) = phases_h, phases_w
+  kh, kw, i, o = kernel_shape.shape
+  if phases_into == 'out':
+    g = g.reshape(jh, jw, i, 2, 2, o).transpose(3, 0, 4, 1, 2, 5)  # [rh, Jh, rw, Jw, I, O]
+  else:
+    g = g.reshape(jh, jw, 2, 2, i, o).transpose(2, 0, 3, 1, 4, 5)
+  g = _interleave_axis(g, 0, starts_h, kh)  # [kh, rw, Jw, I, O]
+  g = _interleave_axis(g, 1, starts_w, kw)  # [kh, kw, I, O]
+  return (g.astype(kernel_shape.dtype),)
+
+
+_rearrange_by_phases.defvjp(_rearrange_by_phases_fwd, _rearrange_by_phases_bwd)
 
 
 def _conv_nhwc(x, kernel, padding):

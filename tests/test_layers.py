@@ -164,3 +164,9 @@ def test_space_to_depth_strided_conv_matches_lax(kernel, size):
                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   chex.assert_trees_all_close(layers.conv_stride2(x, w), ref, atol=1e-4)
   chex.assert_trees_all_close(layers.conv_stride2_patches(x, w), ref, atol=1e-4)
+  # Both gradients too (the space-to-depth kernel's custom gradient, _rearrange_by_phases).
+  cotangent = jax.random.normal(jax.random.key(2), ref.shape)
+  grads = lambda conv: jax.grad(lambda x, w: jnp.sum(conv(x, w) * cotangent), (0, 1))(x, w)
+  lax_conv = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  chex.assert_trees_all_close(grads(layers.conv_stride2), grads(lax_conv), atol=1e-3)
