@@ -28,7 +28,7 @@ import shutil
 import time
 from typing import Any
 
-from gan_aec import config_lib, evaluate, metric_logging, train
+from gan_aec import config_lib, cpu_cores, evaluate, metric_logging, train
 
 from experiments import results_page
 
@@ -146,6 +146,7 @@ def workdir_for(experiment: Experiment, args: argparse.Namespace) -> str:
 def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
   """Trains, evaluates and collects one experiment; returns its summary."""
   config, overrides = build_config(experiment, args)
+  cpu_cores.split_for_configs([config])  # One CPU device per core, as gan_aec.main does.
   extractor = None
   if experiment.sample_metrics:
     extractor = args.extractor or (ensure_classifier(args) if config.dataset.name == 'mnist'

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_aec import config_lib, datasets, input_pipeline, mnist_data, tasks, train
+from gan_aec import config_lib, cpu_cores, datasets, input_pipeline, mnist_data, tasks, train
 
 MODELS = ('autoencoder', 'denoising_autoencoder', 'vae', 'dcgan')
 
@@ -78,7 +78,10 @@ def _step_flops(config, batch_size: int) -> float:
   task = tasks.build_task(textbook)
   batch = _synthetic_batch(textbook, batch_size)
   state = task.create_state(jax.random.key(0), batch)
-  train_fn, _ = train.jit_steps(task, train.make_mesh())
+  # One device: XLA's count for a sharded step would be one device's share.
+  one_device = jax.make_mesh((1,), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
+                             devices=jax.devices()[:1])
+  train_fn, _ = train.jit_steps(task, one_device)
   cost = train_fn.lower(state, batch, jax.random.key(1)).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost['flops'])
@@ -89,7 +92,7 @@ def time_model(name: str, batch_size: int | None, steps: int, repeats: int) -> d
   config = config_lib.load_config(name)
   batch_size = batch_size or config.batch_size
   task = tasks.build_task(config)
-  mesh = train.make_mesh()
+  mesh = train.make_mesh(config)
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   batch = train.global_batch(_synthetic_batch(config, batch_size), batch_sharding)
   state = jax.device_put(task.create_state(jax.random.key(0), batch),
@@ -168,6 +171,11 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'Unknown or not yet available model(s) {unknown}; available: '
                          f'{available_models()}.')
+  configs = [config_lib.load_config(name) for name in models]
+  if _BATCH_SIZE.value:
+    for config in configs:
+      config.batch_size = _BATCH_SIZE.value
+  cpu_cores.split_for_configs(configs)  # One CPU device per core, as gan_aec.main does.
   ceiling = matmul_ceiling_gflops()
   records = []
   for name in models:

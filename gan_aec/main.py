@@ -22,7 +22,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from gan_aec import errors, preemption, train
+from gan_aec import cpu_cores, errors, preemption, train
 
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0, for a multi-process run started by '
@@ -56,6 +56,8 @@ def main(argv):
   config = flags.FLAGS.config
   if _DISTRIBUTED.value or _COORDINATOR.value:
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  else:
+    cpu_cores.split_for_configs([config])  # One CPU device per core (before JAX starts).
   logging.info('JAX: process %d of %d, devices %s', jax.process_index(), jax.process_count(),
                jax.devices())
   try:

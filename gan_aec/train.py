@@ -47,7 +47,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 'checkpoint_every_steps', 'eval_batch_size', 'sample_every_steps'):
     if field in config and int(config[field]) <= 0:
       raise errors.ConfigError(f'config.{field} must be a positive integer, got {config[field]}.')
-  devices = jax.device_count()
+  devices = len(mesh_devices(config))
   for field in ('batch_size', 'eval_batch_size'):
     if config[field] % devices:
       raise errors.ConfigError(f'config.{field}={config[field]} is not divisible by the {devices} '
@@ -62,10 +62,23 @@ def build_task(config: ml_collections.ConfigDict) -> tasks.Task:
     raise errors.ConfigError(str(e)) from e
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  """One `data` axis over every device of every process."""
-  return jax.make_mesh((jax.device_count(),), ('data',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+def mesh_devices(config: ml_collections.ConfigDict | None = None) -> list[jax.Device]:
+  """Every device of every process; on CPU with `config.cpu_data_parallel` False, the first
+  device of each process (a model that runs faster as one device using all cores, see
+  gan_aec.cpu_cores)."""
+  devices = jax.devices()
+  if (config is not None and not config.get('cpu_data_parallel', True)
+      and jax.default_backend() == 'cpu'):
+    devices = [min((d for d in devices if d.process_index == p), key=lambda d: d.id)
+               for p in sorted({d.process_index for d in devices})]
+  return devices
+
+
+def make_mesh(config: ml_collections.ConfigDict | None = None) -> jax.sharding.Mesh:
+  """One `data` axis over `mesh_devices(config)` (every device of every process by default)."""
+  devices = mesh_devices(config)
+  return jax.make_mesh((len(devices),), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
 
 
 def jit_steps(task: tasks.Task, mesh: jax.sharding.Mesh):
@@ -78,12 +91,19 @@ def jit_steps(task: tasks.Task, mesh: jax.sharding.Mesh):
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
 
+  # The steps see the mesh (jax.sharding.get_abstract_mesh()): micro-batching splits each
+  # device's shard of the batch, not the global batch (gan_aec.microbatching).
   def train_fn(state, batch, rng):
-    return task.train_step(state, batch, jax.random.fold_in(rng, state.step))
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return task.train_step(state, batch, jax.random.fold_in(rng, state.step))
+
+  def eval_fn(state, batch, rng):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return task.eval_step(state, batch, rng)
 
   train_fn = jax.jit(train_fn, in_shardings=(replicated, batch_sharding, replicated),
                      out_shardings=(replicated, replicated), donate_argnums=0)
-  eval_fn = jax.jit(task.eval_step, in_shardings=(replicated, batch_sharding, replicated),
+  eval_fn = jax.jit(eval_fn, in_shardings=(replicated, batch_sharding, replicated),
                     out_shardings=replicated)
   return train_fn, eval_fn
 
@@ -161,7 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config.dataset.source = data.source
   quality = _sample_quality(config, task, data.test)
 
-  mesh = make_mesh()
+  mesh = make_mesh(config)
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
 
@@ -201,7 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       'model': config.model, 'dataset.name': config.dataset.name,
       'dataset.source': data.source, 'train_examples': len(data.train),
       'test_examples': len(data.test), 'batch_size': config.batch_size,
-      'devices': jax.device_count(), 'processes': jax.process_count(),
+      'devices': mesh.size, 'processes': jax.process_count(),
       **({'config_changes': {k: list(v) for k, v in allowed_changes.items()}}
          if allowed_changes else {})})
 
@@ -211,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   eval_metrics: dict[str, float] = {}
   last_saved = start_step or None
   logging.info('Training %s from step %d to %d on %d device(s), %s %s (%d train images).',
-               config.model, start_step, total, jax.device_count(), data.source,
+               config.model, start_step, total, mesh.size, data.source,
                config.dataset.name, len(data.train))
 
   sample_rng = sample_metrics_rng(config.seed)

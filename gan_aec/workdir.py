@@ -25,6 +25,7 @@ RESUMABLE_FIELDS = frozenset({
     'sample_every_steps', 'eval_batch_size', 'eval_at_start', 'allow_config_change',
     'conv_implementation',  # The same function and parameters in every implementation.
     'microbatch_size',  # The same gradient, computed in pieces.
+    'cpu_data_parallel',  # The same gradient, over one CPU device or one per core.
     'dataset.data_dir', 'dataset.cache_dir', 'dataset.download', 'dataset.offline_fallback',
     'dataset.source',  # Filled in by the run after loading; compared by check_data_source.
 })

@@ -18,6 +18,10 @@ def smoke_config(model: str, empty_data_dir: str, steps: int = 4):
   config.num_train_steps = steps
   config.eval_at_start = False
   config.eval_every_steps = 4
+  # Every model data-parallel over all devices, also the DCGAN (on CPU it normally trains as one
+  # device using all cores): these tests check that sharding, BatchNorm included, is invisible.
+  if 'cpu_data_parallel' in config:
+    config.cpu_data_parallel = True
   return config
 
 

@@ -93,6 +93,7 @@ def _run_two_processes(workdir, empty_data_dir, steps):
        f'--workdir={workdir}', f'--config.dataset.data_dir={empty_data_dir}',
        '--config.dataset.download=False', f'--config.num_train_steps={steps}',
        '--config.eval_at_start=False', '--config.eval_every_steps=4',
+       '--config.cpu_data_parallel=True',
        f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={i}'],
       cwd=REPO, env=env_with_devices(4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
       text=True) for i in range(2)]

@@ -174,7 +174,7 @@ def test_bad_input_stops_with_its_message_and_writes_nothing(tmp_path, change, m
 
 
 def test_a_batch_that_does_not_divide_the_devices_is_a_config_error(tmp_path, monkeypatch):
-  monkeypatch.setattr(jax, 'device_count', lambda: 4)
+  monkeypatch.setattr(train, 'mesh_devices', lambda config=None: [None] * 4)  # 4 devices.
   config = smoke_config('autoencoder', tmp_path, batch_size=10)
   with pytest.raises(errors.ConfigError, match='batch_size=10 is not divisible by the 4 devices'):
     train.validate_config(config)

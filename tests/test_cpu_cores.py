@@ -1,0 +1,78 @@
+"""One CPU device per core (gan_aec.cpu_cores) and micro-batching of a sharded batch."""
+
+import os
+import subprocess
+import sys
+
+from jax._src import xla_bridge
+
+from gan_aec import cpu_cores
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_device_count_divides_every_batch_size():
+  assert cpu_cores.device_count_for([200, 1000], cores=2) == 2
+  assert cpu_cores.device_count_for([200, 1000], cores=3) == 2
+  assert cpu_cores.device_count_for([16, 1000], cores=16) == 8
+  assert cpu_cores.device_count_for([7], cores=4) == 1
+
+
+def test_split_sets_the_flag_only_when_it_can_take_effect(monkeypatch):
+  running = {'value': False}
+  monkeypatch.setattr(xla_bridge, 'backends_are_initialized', lambda: running['value'])
+  monkeypatch.setattr(cpu_cores, 'available_cores', lambda: 4)
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_enable_fast_math=false')
+  assert cpu_cores.split_into_devices([200, 1000]) == 4
+  assert os.environ['XLA_FLAGS'] == ('--xla_cpu_enable_fast_math=false '
+                                     '--xla_force_host_platform_device_count=4')
+  # A user's own device count stays.
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=3')
+  assert cpu_cores.split_into_devices([200]) is None
+  assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=3'
+  # JAX already running: the flag could no longer take effect.
+  running['value'] = True
+  monkeypatch.setenv('XLA_FLAGS', '')
+  assert cpu_cores.split_into_devices([200]) is None
+  assert os.environ['XLA_FLAGS'] == ''
+
+
+_SHARDED_MICROBATCHES = r'''
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from gan_aec import microbatching
+assert jax.device_count() == 4
+mesh = jax.make_mesh((4,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+
+def loss_sum(w, batch, noise):
+  pred = jnp.tanh((batch['x'] + noise) @ w)
+  return jnp.sum((pred - batch['y']) ** 2), jnp.sum(pred)
+
+rng = np.random.default_rng(0)
+w = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+batch = {'x': rng.normal(size=(24, 5)).astype(np.float32),
+         'y': rng.normal(size=(24, 3)).astype(np.float32)}
+noise = rng.normal(size=(24, 5)).astype(np.float32)
+whole = jax.value_and_grad(loss_sum, has_aux=True)(w, batch, noise)
+
+def step(w, batch, noise):
+  with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+    return microbatching.sum_value_and_grad(loss_sum, w, batch, 4, noise)
+
+batch, noise = jax.device_put((batch, noise), NamedSharding(mesh, P('data')))
+step = jax.jit(step)
+# 6 images per device: micro-batches of 4 and 2 on each, summed across devices.
+for a, b in zip(jax.tree.leaves(step(w, batch, noise)), jax.tree.leaves(whole)):
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+assert 'manual_computation' in step.lower(w, batch, noise).as_text()  # Per-device micro-batches.
+print('same gradient')
+'''
+
+
+def test_sharded_batch_is_micro_batched_per_device_with_the_same_gradient():
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
+         'TF_CPP_MIN_LOG_LEVEL': '2'}
+  result = subprocess.run([sys.executable, '-c', _SHARDED_MICROBATCHES], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'same gradient' in result.stdout
