@@ -170,3 +170,18 @@ def test_space_to_depth_strided_conv_matches_lax(kernel, size):
   lax_conv = lambda x, w: jax.lax.conv_general_dilated(
       x, w, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   chex.assert_trees_all_close(grads(layers.conv_stride2), grads(lax_conv), atol=1e-3)
+
+
+def test_dropout_keeps_the_rate_is_unbiased_and_is_off_when_deterministic():
+  x = jnp.ones((64, 7, 7, 33))  # Odd last axis: the two 16-bit halves are trimmed.
+  layer = layers.Dropout(0.1)
+  y = layer.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(0)})
+  kept = y != 0
+  chex.assert_trees_all_close(float(kept.mean()), 0.9, atol=0.005)  # 103,488 draws: std 0.001.
+  chex.assert_trees_all_close(y[kept], jnp.full(int(kept.sum()), 65536 / 58982))
+  # Different keys, different masks; the mask's halves are not copies of each other.
+  other = layer.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(1)})
+  assert float(((other != 0) != kept).mean()) > 0.1
+  assert float((kept[..., :16] != kept[..., 16:32]).mean()) > 0.1
+  chex.assert_trees_all_equal(layer.apply({}, x, deterministic=True), x)
+  chex.assert_trees_all_equal(layers.Dropout(1.0).apply({}, x, deterministic=False), 0 * x)

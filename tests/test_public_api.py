@@ -49,7 +49,7 @@ EXPECTED_SURFACE = {
                       'sample_latents', 'train_step'],
     'gan_aec.classifier': ['Classifier', 'create_train_state', 'cross_entropy', 'eval_step',
                            'features', 'random_shift', 'train_step'],
-    'gan_aec.layers': ['Conv', 'ConvTranspose', 'max_pool_2x2', 'nearest_resize'],
+    'gan_aec.layers': ['Conv', 'ConvTranspose', 'Dropout', 'max_pool_2x2', 'nearest_resize'],
     'gan_aec.sample_metrics': ['class_statistics', 'density_coverage', 'fid', 'frechet_distance',
                                'kid', 'knn_radii', 'mmd2_unbiased', 'precision_recall'],
     'gan_aec.train_state': ['TrainState', 'create'],

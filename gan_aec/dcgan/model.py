@@ -57,7 +57,7 @@ class Generator(nn.Module):
     def norm_act_drop(x):
       x = _BatchNorm(use_running_average=not train)(x)
       x = nn.leaky_relu(x, LEAKY_SLOPE)
-      return nn.Dropout(DROPOUT_RATE, deterministic=not train)(x)
+      return layers.Dropout(DROPOUT_RATE, deterministic=not train)(x)
 
     x = nn.Dense(4 * 4 * widths[0], kernel_init=xavier)(z_BL).reshape(-1, 4, 4, widths[0])
     x = norm_act_drop(x)
@@ -89,5 +89,5 @@ class Discriminator(nn.Module):
       if i > 0:  # No BatchNorm on the first layer, as in DCGAN.
         x = _BatchNorm(use_running_average=not train)(x)
       x = nn.leaky_relu(x, LEAKY_SLOPE)
-      x = nn.Dropout(DROPOUT_RATE, deterministic=not train)(x)
+      x = layers.Dropout(DROPOUT_RATE, deterministic=not train)(x)
     return nn.Dense(1, kernel_init=xavier)(x.reshape(x.shape[0], -1))[:, 0]
