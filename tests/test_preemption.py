@@ -96,7 +96,9 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
     process.communicate()
     half_written = [n for n in os.listdir(os.path.join(workdir, 'checkpoints'))
                     if not n.isdigit()]
-    outcomes.append((helpers.committed_steps(workdir)[-1], bool(half_written)))
+    committed = helpers.committed_steps(workdir)
+    # -1: killed before the first save committed (nothing saved yet, so nothing lost).
+    outcomes.append((committed[-1] if committed else -1, bool(half_written)))
   print('\nkill trials (latest committed step, killed mid-save):', outcomes)
   steps = [step for step, _ in outcomes]
   assert steps == sorted(steps)  # Every restart resumed: the run only ever moved forward.
