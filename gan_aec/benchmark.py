@@ -104,11 +104,14 @@ def time_model(name: str, batch_size: int | None, steps: int, repeats: int) -> d
   compile_s = time.perf_counter() - start
 
   holder = {'state': state}
+  wait = cpu_cores.wait_for_each_step(mesh)  # As the training loop does.
 
   def run():
     s = holder['state']
     for _ in range(steps):
       s, metrics = compiled(s, batch, rng)
+      if wait:
+        jax.block_until_ready(metrics)
     jax.block_until_ready((s, metrics))
     holder['state'] = s
 

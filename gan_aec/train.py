@@ -21,8 +21,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from gan_aec import (checkpointing, datasets, errors, input_pipeline, metric_logging, preemption,
-                     sample_quality, splits, tasks)
+from gan_aec import (checkpointing, cpu_cores, datasets, errors, input_pipeline, metric_logging,
+                     preemption, sample_quality, splits, tasks)
 from gan_aec import workdir as run_workdir
 
 # Streams derived from config.seed; each step folds its step number into the train stream.
@@ -122,11 +122,14 @@ def global_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[
 
 def _evaluate(eval_fn, state, split: splits.Split, config, rng, batch_sharding,
               value_range) -> dict:
+  wait = cpu_cores.wait_for_each_step(batch_sharding.mesh)
   totals = None
   for i, batch in enumerate(input_pipeline.eval_batches(
       split, config.eval_batch_size, process_index=jax.process_index(),
       process_count=jax.process_count(), value_range=value_range)):
     sums = eval_fn(state, global_batch(batch, batch_sharding), jax.random.fold_in(rng, i))
+    if wait:
+      jax.block_until_ready(sums)
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
   totals = to_host(totals)
   count = totals.pop('count')
@@ -256,11 +259,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if start_step == 0 and config.eval_at_start:
     evaluate(0, final=False)  # The untrained baseline, so every curve starts at step 0.
   progress = metric_logging.Progress(start_step, total, config.batch_size)
+  wait_for_each_step = cpu_cores.wait_for_each_step(mesh)
   try:
     with preemption.StopRequests() as stop:
       for step in range(start_step, total):
         batch = global_batch(train_batches.get(step), batch_sharding)
         state, metrics = train_fn(state, batch, train_rng)
+        if wait_for_each_step:  # Several CPU devices must not run different steps at once.
+          jax.block_until_ready(metrics)
         done = step + 1
         final = done == total
         signum = stop.requested(done)

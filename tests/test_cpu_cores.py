@@ -76,3 +76,30 @@ def test_sharded_batch_is_micro_batched_per_device_with_the_same_gradient():
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'same gradient' in result.stdout
+
+
+def test_wait_for_each_step_only_with_several_local_cpu_devices():
+  import jax  # pylint: disable=g-import-not-at-top
+  one = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+  assert not cpu_cores.wait_for_each_step(one)
+  if jax.local_device_count() > 1 and jax.default_backend() == 'cpu':
+    several = jax.make_mesh((2,), ('data',), devices=jax.devices()[:2])
+    assert cpu_cores.wait_for_each_step(several)
+
+
+def test_many_queued_steps_on_two_cpu_devices_do_not_deadlock(tmp_path):
+  # Without the wait for each step, 400 steps dispatched between two logs made XLA:CPU's
+  # all-reduce wait forever (the process aborted); the short timeouts make such a hang fail fast.
+  env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
+         'XLA_FLAGS': ('--xla_force_host_platform_device_count=2 '
+                       '--xla_cpu_collective_call_terminate_timeout_seconds=10 '
+                       '--xla_cpu_collective_call_warn_stuck_timeout_seconds=5')}
+  result = subprocess.run(
+      [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
+       f'--workdir={tmp_path}/run', f'--config.dataset.data_dir={tmp_path}/no_tfds',
+       '--config.dataset.download=False', '--config.num_train_steps=400',
+       '--config.log_every_steps=400', '--config.eval_every_steps=400',
+       '--config.eval_at_start=False', '--config.checkpoint_every_steps=400'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'on 2 device(s)' in result.stderr and 'Finished at step 400' in result.stderr
