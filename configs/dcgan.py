@@ -36,6 +36,10 @@ def get_config(arg=None):
 
   config.latent_dim = 100  # z ~ Uniform[-1, 1]^100, as in the seed.
   config.conv_implementation = 'auto'  # gan_aec.layers: the XLA:CPU-friendly form on CPU.
+  # 'bfloat16': activations and matmuls in bfloat16 (parameters, optimizer state, BatchNorm
+  # statistics and losses stay float32). For GPUs/TPUs; no faster on XLA:CPU. Results differ from
+  # float32, so a run cannot switch it on resume.
+  config.compute_dtype = 'float32'
   # On CPU, train as one device that uses every core (True: one device per core, each on a shard
   # of the batch, as the other models do; the DCGAN's BatchNorm and wide matmuls are faster whole).
   config.cpu_data_parallel = False

@@ -27,6 +27,10 @@ def get_config(arg=None):
   # 'auto': convolutions in the form XLA:CPU runs fast on CPU (same function, same parameters; see
   # gan_aec/layers.py), the textbook lax form elsewhere. 'fast' or 'xla' to force one.
   config.conv_implementation = 'auto'
+  # 'bfloat16': activations and matmuls in bfloat16 (parameters, optimizer state, BatchNorm
+  # statistics and losses stay float32). For GPUs/TPUs; no faster on XLA:CPU. Results differ from
+  # float32, so a run cannot switch it on resume.
+  config.compute_dtype = 'float32'
   # Kernel initialisation: 'lecun_normal' (Flax's default) rather than the seed's TF1 'glorot_uniform':
   # 2,000 steps on the 8,000 real digits reached 17.68 / 17.80 dB (seeds 0 / 1) against 17.47 / 17.40.
   config.kernel_init = 'lecun_normal'

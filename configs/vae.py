@@ -38,6 +38,10 @@ def get_config(arg=None):
 
   config.latent_dim = 2
   config.conv_implementation = 'auto'  # gan_aec.layers: the XLA:CPU-friendly form on CPU.
+  # 'bfloat16': activations and matmuls in bfloat16 (parameters, optimizer state, BatchNorm
+  # statistics and losses stay float32). For GPUs/TPUs; no faster on XLA:CPU. Results differ from
+  # float32, so a run cannot switch it on resume.
+  config.compute_dtype = 'float32'
 
   # Loss: 'elbo' minimises recon + beta * KL (nats per image); 'seed' is the report's weighting.
   config.loss_weighting = 'elbo'

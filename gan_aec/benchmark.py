@@ -3,6 +3,7 @@ r"""Times each model's jitted train step and the input pipeline, against the mac
   python -m gan_aec.benchmark                       # every model, at its config's batch size
   python -m gan_aec.benchmark --model=dcgan --batch_size=256 --steps=20 --json
   python -m gan_aec.benchmark --model=dcgan --celeb_a_images=20000   # a longer pipeline timing
+  python -m gan_aec.benchmark --compute_dtype=bfloat16   # the models' bfloat16 option (GPU/TPU)
 
 For each model the train step is compiled exactly as the training loop compiles it
 (`gan_aec.train.jit_steps`), warmed up, then timed over `--repeats` runs of `--steps` steps
@@ -38,6 +39,9 @@ _MODEL = flags.DEFINE_list('model', None, f'Models to time (default: all of {", 
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', None, "Batch size (default: each config's).")
 _STEPS = flags.DEFINE_integer('steps', 20, 'Train steps per timed run.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs; the median is reported.')
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+    'compute_dtype', None, list(config_lib.COMPUTE_DTYPES),
+    "The models' config.compute_dtype (default: each config's, float32).")
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object per model instead of a table.')
 _PIPELINE = flags.DEFINE_bool('pipeline', True, 'Also time the input pipelines.')
 _PYTORCH = flags.DEFINE_bool('pytorch', False, 'Also time the same models in eager PyTorch.')
@@ -75,6 +79,8 @@ def _step_flops(config, batch_size: int) -> float:
   textbook = config.copy_and_resolve_references()
   if 'conv_implementation' in textbook:
     textbook.conv_implementation = 'xla'
+  if 'compute_dtype' in textbook:
+    textbook.compute_dtype = 'float32'
   task = tasks.build_task(textbook)
   batch = _synthetic_batch(textbook, batch_size)
   state = task.create_state(jax.random.key(0), batch)
@@ -87,9 +93,12 @@ def _step_flops(config, batch_size: int) -> float:
   return float(cost['flops'])
 
 
-def time_model(name: str, batch_size: int | None, steps: int, repeats: int) -> dict:
+def time_model(name: str, batch_size: int | None, steps: int, repeats: int,
+               compute_dtype: str | None = None) -> dict:
   """Compiles and times one model's train step; returns the benchmark record."""
   config = config_lib.load_config(name)
+  if compute_dtype:
+    config.compute_dtype = compute_dtype
   batch_size = batch_size or config.batch_size
   task = tasks.build_task(config)
   mesh = train.make_mesh(config)
@@ -118,7 +127,9 @@ def time_model(name: str, batch_size: int | None, steps: int, repeats: int) -> d
   run()  # Warm-up.
   seconds = median_seconds(run, repeats)
   flops = _step_flops(config, batch_size)
-  return {'model': name, 'batch_size': batch_size, 'images_per_s': batch_size * steps / seconds,
+  return {'model': name, 'batch_size': batch_size,
+          'compute_dtype': str(config_lib.compute_dtype(config)),
+          'images_per_s': batch_size * steps / seconds,
           'step_ms': 1e3 * seconds / steps, 'gflops_per_step': flops / 1e9,
           'gflops_per_s': flops * steps / seconds / 1e9, 'compile_s': compile_s,
           'backend': jax.default_backend(), 'devices': jax.device_count()}
@@ -182,7 +193,8 @@ def main(argv):
   ceiling = matmul_ceiling_gflops()
   records = []
   for name in models:
-    record = time_model(name, _BATCH_SIZE.value, _STEPS.value, _REPEATS.value)
+    record = time_model(name, _BATCH_SIZE.value, _STEPS.value, _REPEATS.value,
+                        _COMPUTE_DTYPE.value)
     record['percent_of_ceiling'] = 100 * record['gflops_per_s'] / ceiling
     record['ceiling_gflops_per_s'] = ceiling
     if _PYTORCH.value:
@@ -203,7 +215,7 @@ def main(argv):
       print(json.dumps(record), flush=True)
     return
   print(f'\n{jax.default_backend()} x{jax.device_count()}, float32 matmul ceiling '
-        f'{ceiling:.0f} GFLOP/s\n')
+        f'{ceiling:.0f} GFLOP/s; models in {_COMPUTE_DTYPE.value or "float32 (configs)"}\n')
   header = (f'{"model":<24}{"batch":>6}{"images/s":>11}{"ms/step":>9}{"GFLOP/s":>9}'
             f'{"% ceil":>8}{"compile s":>10}')
   if _PYTORCH.value:

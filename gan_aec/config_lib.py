@@ -37,6 +37,18 @@ def sample_metrics_config() -> ml_collections.ConfigDict:
   return block
 
 
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+
+def compute_dtype(config: ml_collections.ConfigDict):
+  """`config.compute_dtype` ('float32' when absent) as a JAX dtype; ValueError if unsupported."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  name = config.get('compute_dtype', 'float32')
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f'compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {name!r}.')
+  return jnp.dtype(name)
+
+
 def add_loop_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Loop settings every config shares, with their defaults."""
   # Evaluate the untrained model at step 0 (the start of every eval curve). Turn off when an

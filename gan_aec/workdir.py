@@ -30,6 +30,8 @@ RESUMABLE_FIELDS = frozenset({
     'dataset.source',  # Filled in by the run after loading; compared by check_data_source.
 })
 RESUMABLE_PREFIXES = ('eval.', 'sample_metrics.')
+# Fields added after runs already existed, with the value those runs had without them.
+IMPLIED_DEFAULTS = {'compute_dtype': 'float32'}
 
 
 def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
@@ -62,6 +64,9 @@ def saved_config(workdir: str) -> dict | None:
 def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
   """{dotted field: (saved value, new value)} for the fields that define the experiment."""
   old, new = _flatten(saved), _flatten(_as_plain(config))
+  for key, value in IMPLIED_DEFAULTS.items():
+    if key in new:
+      old.setdefault(key, value)
   return {key: (old.get(key, '<absent>'), new.get(key, '<absent>'))
           for key in sorted(set(old) | set(new))
           if old.get(key, '<absent>') != new.get(key, '<absent>')

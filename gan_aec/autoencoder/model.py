@@ -12,10 +12,11 @@ module always wires the decoder in sequence. Kernels start from `kernel_init` ('
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from gan_aec import layers
 
@@ -28,6 +29,9 @@ class ConvAutoencoder(nn.Module):
   # gan_aec.layers.Conv implementation: 'auto' (the XLA:CPU-friendly form on CPU), 'fast' or 'xla'.
   conv_implementation: str = 'auto'
   kernel_init: str = 'glorot_uniform'  # Or 'lecun_normal'.
+  # Activations and matmuls in this dtype (jnp.bfloat16 for speed on GPU/TPU); parameters stay
+  # float32 and the outputs are float32.
+  dtype: Any = jnp.float32
 
   def setup(self) -> None:
     """Declares the encoder and decoder convolutions (Flax calls this on first use)."""
@@ -36,7 +40,7 @@ class ConvAutoencoder(nn.Module):
     if self.kernel_init not in inits:
       raise ValueError(f'kernel_init must be one of {sorted(inits)}, got {self.kernel_init!r}.')
     conv = functools.partial(layers.Conv, kernel_size=(3, 3), implementation=self.conv_implementation,
-                             kernel_init=inits[self.kernel_init])
+                             kernel_init=inits[self.kernel_init], dtype=self.dtype)
     self.encoder_convs = [conv(f, name=f'encoder_conv{i}')
                           for i, f in enumerate(self.encoder_features)]
     self.decoder_convs = [conv(f, name=f'decoder_conv{i}')
@@ -49,14 +53,14 @@ class ConvAutoencoder(nn.Module):
     for conv in self.encoder_convs:
       sizes.append(x.shape[1:3])
       x = layers.max_pool_2x2(nn.relu(conv(x)))
-    return x, sizes[::-1]
+    return x.astype(jnp.float32), sizes[::-1]
 
   def decode(self, code: jax.Array, sizes: Sequence[tuple[int, int]]) -> jax.Array:
     """Reconstruction logits [B, H, W, C] of a code from `encode`, resized through `sizes`."""
     x = code
     for conv, size in zip(self.decoder_convs, sizes):
       x = nn.relu(conv(layers.nearest_resize(x, size)))
-    return self.logits_conv(x)
+    return self.logits_conv(x).astype(jnp.float32)
 
   def __call__(self, images_BHWC: jax.Array) -> jax.Array:
     """Reconstruction logits [B, H, W, C] (float32, any range) of images [B, H, W, C] in [0, 1]."""

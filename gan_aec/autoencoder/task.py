@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import datasets, figures, microbatching
+from gan_aec import config_lib, datasets, figures, microbatching
 from gan_aec.autoencoder.model import ConvAutoencoder
 from gan_aec.autoencoder.steps import add_noise, create_train_state, eval_step, train_step
 from gan_aec.splits import Split
@@ -24,7 +24,8 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                           decoder_features=tuple(config.decoder_features),
                           out_channels=datasets.channels(config),
                           conv_implementation=config.conv_implementation,
-                          kernel_init=config.kernel_init)
+                          kernel_init=config.kernel_init,
+                          dtype=config_lib.compute_dtype(config))
   noise_std = float(config.noise_std)
 
   def create_state(rng, example_batch):

@@ -16,10 +16,11 @@ Dropout keeps 90% as in the seed. Images are [B, H, W, C] in [-1, 1].
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from gan_aec import layers
 
@@ -43,6 +44,9 @@ class Generator(nn.Module):
   image_size: int = 28
   channels: int = 1
   conv_implementation: str = 'auto'
+  # Activations and matmuls in this dtype (jnp.bfloat16 for speed on GPU/TPU); parameters stay
+  # float32 and the outputs are float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z_BL: jax.Array, *, train: bool) -> jax.Array:
@@ -55,27 +59,30 @@ class Generator(nn.Module):
     xavier = nn.initializers.glorot_uniform()
 
     def norm_act_drop(x):
-      x = _BatchNorm(use_running_average=not train)(x)
+      x = _BatchNorm(use_running_average=not train, dtype=self.dtype)(x)
       x = nn.leaky_relu(x, LEAKY_SLOPE)
       return layers.Dropout(DROPOUT_RATE, deterministic=not train)(x)
 
-    x = nn.Dense(4 * 4 * widths[0], kernel_init=xavier)(z_BL).reshape(-1, 4, 4, widths[0])
+    x = nn.Dense(4 * 4 * widths[0], kernel_init=xavier, dtype=self.dtype)(z_BL).reshape(-1, 4, 4, widths[0])
     x = norm_act_drop(x)
     for i, width in enumerate(widths[1:]):
-      x = layers.ConvTranspose(width, (5, 5), kernel_init=xavier,
+      x = layers.ConvTranspose(width, (5, 5), kernel_init=xavier, dtype=self.dtype,
                                implementation=self.conv_implementation)(x)
       if self.image_size == 28 and i == 0:
         x = layers.nearest_resize(x, (7, 7))  # 8x8 -> 7x7, so that two more doublings give 28.
       x = norm_act_drop(x)
-    x = layers.ConvTranspose(self.channels, (5, 5), kernel_init=xavier,
+    x = layers.ConvTranspose(self.channels, (5, 5), kernel_init=xavier, dtype=self.dtype,
                              implementation=self.conv_implementation)(x)
-    return nn.tanh(x)
+    return nn.tanh(x.astype(jnp.float32))
 
 
 class Discriminator(nn.Module):
   """Images [B, S, S, C] in [-1, 1] -> real/fake logits [B]."""
   image_size: int = 28
   conv_implementation: str = 'auto'
+  # Activations and matmuls in this dtype (jnp.bfloat16 for speed on GPU/TPU); parameters stay
+  # float32 and the outputs are float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images_BHWC: jax.Array, *, train: bool) -> jax.Array:
@@ -84,10 +91,11 @@ class Discriminator(nn.Module):
     xavier = nn.initializers.glorot_uniform()
     x = images_BHWC
     for i, width in enumerate(widths):
-      x = layers.Conv(width, (5, 5), strides=(2, 2), kernel_init=xavier,
+      x = layers.Conv(width, (5, 5), strides=(2, 2), kernel_init=xavier, dtype=self.dtype,
                       implementation=self.conv_implementation)(x)
       if i > 0:  # No BatchNorm on the first layer, as in DCGAN.
-        x = _BatchNorm(use_running_average=not train)(x)
+        x = _BatchNorm(use_running_average=not train, dtype=self.dtype)(x)
       x = nn.leaky_relu(x, LEAKY_SLOPE)
       x = layers.Dropout(DROPOUT_RATE, deterministic=not train)(x)
-    return nn.Dense(1, kernel_init=xavier)(x.reshape(x.shape[0], -1))[:, 0]
+    logits = nn.Dense(1, kernel_init=xavier, dtype=self.dtype)(x.reshape(x.shape[0], -1))
+    return logits[:, 0].astype(jnp.float32)

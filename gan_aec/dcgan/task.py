@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import datasets, figures, input_pipeline, tasks
+from gan_aec import config_lib, datasets, figures, input_pipeline, tasks
 from gan_aec.dcgan import losses, steps
 from gan_aec.dcgan.model import Discriminator, Generator
 from gan_aec.splits import Split
@@ -54,10 +54,11 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   if config.loss not in losses.LOSSES:
     raise ValueError(f'loss={config.loss!r} is not a GAN loss here; choose one of '
                      f'{sorted(losses.LOSSES)}.')
+  dtype = config_lib.compute_dtype(config)
   generator = Generator(image_size=config.image_size, channels=datasets.channels(config),
-                        conv_implementation=config.conv_implementation)
+                        conv_implementation=config.conv_implementation, dtype=dtype)
   discriminator = Discriminator(image_size=config.image_size,
-                                conv_implementation=config.conv_implementation)
+                                conv_implementation=config.conv_implementation, dtype=dtype)
   use_ema = config.ema_decay is not None
 
   def create_state(rng, example_batch):

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import datasets, figures, tasks
+from gan_aec import config_lib, datasets, figures, tasks
 from gan_aec.input_pipeline import to_float
 from gan_aec.splits import Split
 from gan_aec.tasks import Task
@@ -85,7 +85,8 @@ def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, ste
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
   model = ConvVAE(latent_dim=config.latent_dim, image_shape=(28, 28, datasets.channels(config)),
-                  conv_implementation=config.conv_implementation)
+                  conv_implementation=config.conv_implementation,
+                  dtype=config_lib.compute_dtype(config))
 
   def create_state(rng, example_batch):
     tx = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay)
