@@ -6,7 +6,8 @@ values are prefixed `eval_`. Only process 0 writes files.
 
 On a resume from step s, records of steps after s (written before a crash, by steps the resumed run
 repeats) are dropped first, as is a line cut short by a kill, so the file reads as if the run had
-never stopped.
+never stopped. A start from step 0 in a workdir that already has records (an attempt killed before
+its first checkpoint) drops every step record, keeping the `run_start` history.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class MetricLogger:
         except ValueError:  # A line cut short by a kill.
           dropped += 1
           continue
-        if 'event' in record or record.get('step', 0) <= step:
+        if 'event' in record or (step > 0 and record.get('step', 0) <= step):
           kept.append(line if line.endswith('\n') else line + '\n')
         else:
           dropped += 1

@@ -219,7 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if is_writer and (allowed_changes or saved_config is None):
     run_workdir.write_config(config, workdir)
   logger = metric_logging.MetricLogger(workdir, is_writer=is_writer,
-                                       resume_step=start_step if start_step else None)
+                                       resume_step=start_step)
   logger.write_run_start(start_step, {
       'model': config.model, 'dataset.name': config.dataset.name,
       'dataset.source': data.source, 'train_examples': len(data.train),

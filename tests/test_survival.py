@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import shutil
 import signal
 
 import jax
@@ -83,6 +84,17 @@ def test_records_after_the_resumed_checkpoint_are_dropped(tmp_path):
   os.rename(os.path.join(checkpoints, '6'), os.path.join(tmp_path, 'moved'))
   with open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8') as f:
     f.write('{"step": 7, "loss": 0.')
+  train.train_and_evaluate(smoke_config('autoencoder', tmp_path), workdir)
+  assert helpers.scalar_records(workdir) == expected
+
+
+def test_a_restart_from_step_0_drops_the_killed_attempts_records(tmp_path):
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(smoke_config('autoencoder', tmp_path), workdir)
+  expected = helpers.scalar_records(workdir)
+  assert expected[0]['step'] == 0  # The step-0 evaluation, which the restart writes again.
+  # As after a kill before the first checkpoint committed: records, no checkpoint.
+  shutil.rmtree(os.path.join(workdir, 'checkpoints'))
   train.train_and_evaluate(smoke_config('autoencoder', tmp_path), workdir)
   assert helpers.scalar_records(workdir) == expected
 
