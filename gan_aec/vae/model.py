@@ -26,24 +26,33 @@ class ConvVAE(nn.Module):
   latent_dim: int = 2
   image_shape: tuple[int, int, int] = (28, 28, 1)
   conv_implementation: str = 'auto'  # gan_aec.layers implementation: 'auto', 'fast' or 'xla'.
+  # Kernel initialisation: 'lecun_normal' (Flax's default) or 'uniform_fan_in' (uniform in
+  # +-1/sqrt(fan_in), PyTorch's default for conv and linear layers). Biases start at zero.
+  kernel_init: str = 'lecun_normal'
   # Activations and matmuls in this dtype (jnp.bfloat16 for speed on GPU/TPU); parameters stay
   # float32 and the outputs are float32.
   dtype: Any = jnp.float32
 
   def setup(self) -> None:
     """Declares the encoder and decoder layers (Flax calls this on first use)."""
-    conv = functools.partial(layers.Conv, kernel_size=(3, 3),
+    inits = {'lecun_normal': nn.initializers.lecun_normal(),
+             'uniform_fan_in': nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')}
+    if self.kernel_init not in inits:
+      raise ValueError(f'kernel_init must be one of {sorted(inits)}, got {self.kernel_init!r}.')
+    init = inits[self.kernel_init]
+    conv = functools.partial(layers.Conv, kernel_size=(3, 3), kernel_init=init,
                              implementation=self.conv_implementation, dtype=self.dtype)
+    dense = functools.partial(nn.Dense, kernel_init=init, dtype=self.dtype)
     self.encoder_convs = [conv(32, name='encoder_conv0'),
                           conv(64, strides=(2, 2), name='encoder_conv1'),
                           conv(64, name='encoder_conv2'), conv(64, name='encoder_conv3')]
-    self.encoder_dense = nn.Dense(32, dtype=self.dtype, name='encoder_dense')
-    self.mean_head = nn.Dense(self.latent_dim, dtype=self.dtype, name='mean')
-    self.logvar_head = nn.Dense(self.latent_dim, dtype=self.dtype, name='logvar')
+    self.encoder_dense = dense(32, name='encoder_dense')
+    self.mean_head = dense(self.latent_dim, name='mean')
+    self.logvar_head = dense(self.latent_dim, name='logvar')
     h, w, _ = self.image_shape
-    self.decoder_dense = nn.Dense((h // 2) * (w // 2) * 64, dtype=self.dtype,
-                                 name='decoder_dense')
-    self.decoder_deconv = layers.ConvTranspose(32, (3, 3), implementation=self.conv_implementation,
+    self.decoder_dense = dense((h // 2) * (w // 2) * 64, name='decoder_dense')
+    self.decoder_deconv = layers.ConvTranspose(32, (3, 3), kernel_init=init,
+                                               implementation=self.conv_implementation,
                                                dtype=self.dtype, name='decoder_deconv')
     self.logits_conv = conv(self.image_shape[-1], name='logits_conv')
 

@@ -1,0 +1,168 @@
+r"""Trains gan_aec's models in eager PyTorch on the same digits, in the same batch order, and
+scores them with the same test metrics: the reference our numbers are compared with.
+
+  python -m pytorch_port.train --model=vae --seeds=0-7 --steps=3000
+  python -m pytorch_port.train --model=denoising_autoencoder --seeds=0-7 --steps=2000 --json=out.jsonl
+
+Data: the MNIST digits gan_aec trains on when it has no TFDS copy (the bundled 8,000 train / 2,000
+test split), batched by gan_aec's own input pipeline with the seed of each run, so both
+implementations see the same images in the same order. Hyperparameters: each model's gan_aec
+config (configs/<model>.py), optimizers as PyTorch implements them. Initialisation: PyTorch's
+default, or the initialiser the config names (pytorch_port.models.initialize).
+Prints one line per seed, then the mean and standard deviation of each test metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gan_aec import config_lib
+from gan_aec import input_pipeline, mnist_data
+from pytorch_port import models
+
+MODELS = ('autoencoder', 'denoising_autoencoder', 'vae')
+
+
+def _seeds(text: str) -> list[int]:
+  seeds = []
+  for part in text.split(','):
+    low, _, high = part.partition('-')
+    seeds += list(range(int(low), int(high or low) + 1))
+  return seeds
+
+
+def _autoencoder_run(config, data, seed: int, steps: int) -> dict[str, float]:
+  model = models.initialize(models.ConvAutoencoder(tuple(config.encoder_features),
+                                                   tuple(config.decoder_features)),
+                            config.kernel_init)
+  opt = torch.optim.Adam(model.parameters(), config.learning_rate)
+  batches = input_pipeline.TrainBatches(data.train, config.batch_size, seed)
+  noise_std = float(config.noise_std)
+
+  def corrupt(x):
+    return (x + noise_std * torch.randn_like(x)).clamp(0, 1) if noise_std else x
+
+  for step in range(steps):
+    x = models.to_nchw(batches.get(step)['image'])
+    loss = F.binary_cross_entropy_with_logits(model(corrupt(x)), x)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if not math.isfinite(loss.item()):
+      return {'diverged_at_step': step}
+  model.eval()
+  x = models.to_nchw(input_pipeline.to_float(data.test.images))
+  with torch.no_grad():
+    inputs = corrupt(x)
+    logits = model(inputs)
+    mse = ((torch.sigmoid(logits) - x) ** 2).flatten(1).mean(1)
+    out = {'eval_loss': float(F.binary_cross_entropy_with_logits(logits, x)),
+           'eval_psnr': float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())}
+    if noise_std:
+      input_mse = ((inputs - x) ** 2).flatten(1).mean(1)
+      out['eval_input_psnr'] = float((-10 * torch.log10(input_mse.clamp_min(1e-10))).mean())
+  return out
+
+
+def _vae_parts(model, x, eps=None):
+  logits, mean, logvar = model(x, eps)
+  recon = F.binary_cross_entropy_with_logits(logits, x, reduction='none').flatten(1).sum(1)
+  kl = 0.5 * (logvar.exp() + mean ** 2 - 1 - logvar).sum(1)
+  return recon, kl
+
+
+def _iwae_nll(model, x, num_samples: int, per_pass: int = 50) -> torch.Tensor:
+  mean, logvar = model.encode(x)
+  log_w = []
+  for start in range(0, num_samples, per_pass):
+    k = min(per_pass, num_samples - start)
+    eps = torch.randn(k, *mean.shape)
+    z = mean + torch.exp(0.5 * logvar) * eps  # [K, B, L]
+    logits = model.decode(z.flatten(0, 1)).view(k, *x.shape)
+    log_px = -F.binary_cross_entropy_with_logits(
+        logits, x.expand(k, *x.shape), reduction='none').flatten(2).sum(2)
+    log_pz = -0.5 * (math.log(2 * math.pi) + z ** 2).sum(2)
+    log_qz = -0.5 * (math.log(2 * math.pi) + logvar + (z - mean) ** 2 / logvar.exp()).sum(2)
+    log_w.append(log_px + log_pz - log_qz)
+  log_w = torch.cat(log_w)
+  return -(torch.logsumexp(log_w, 0) - math.log(num_samples))
+
+
+def _vae_run(config, data, seed: int, steps: int) -> dict[str, float]:
+  model = models.ConvVAE(config.latent_dim)
+  # PyTorch's RMSprop: alpha = config.rmsprop_decay, eps 1e-8 outside the square root.
+  opt = torch.optim.RMSprop(model.parameters(), config.learning_rate, alpha=config.rmsprop_decay)
+  batches = input_pipeline.TrainBatches(data.train, config.batch_size, seed)
+  for step in range(steps):
+    x = models.to_nchw(batches.get(step)['image'])
+    recon, kl = _vae_parts(model, x)
+    loss = (recon + config.beta * kl).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if not math.isfinite(loss.item()):
+      return {'diverged_at_step': step}
+  x = models.to_nchw(input_pipeline.to_float(data.test.images))
+  with torch.no_grad():
+    recon, kl = _vae_parts(model, x)
+    iwae = torch.cat([_iwae_nll(model, x[i:i + 500], config.eval.num_importance_samples)
+                      for i in range(0, len(x), 500)])
+  return {'eval_neg_elbo': float((recon + kl).mean()), 'eval_recon': float(recon.mean()),
+          'eval_kl': float(kl.mean()), 'eval_iwae_nll': float(iwae.mean())}
+
+
+def train_seed(model: str, seed: int, steps: int, data=None) -> dict[str, float]:
+  """Trains one seed of `model` (configs/<model>.py) for `steps` steps; its test metrics."""
+  config = config_lib.load_config(model)
+  data = data or mnist_data.load_bundled()
+  torch.manual_seed(seed)
+  run = _vae_run if model == 'vae' else _autoencoder_run
+  start = time.perf_counter()
+  out = run(config, data, seed, steps)
+  return {'model': model, 'seed': seed, 'steps': steps, **out,
+          'train_wall_s': round(time.perf_counter() - start, 1)}
+
+
+def summarize(records: list[dict]) -> dict[str, tuple[float, float, int]]:
+  """{metric: (mean, std, n)} over the records that finished."""
+  finished = [r for r in records if 'diverged_at_step' not in r]
+  keys = sorted({k for r in finished for k in r if k.startswith('eval_')})
+  return {k: (statistics.mean(r[k] for r in finished),
+              statistics.stdev(r[k] for r in finished) if len(finished) > 1 else 0.0,
+              len(finished)) for k in keys}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--model', choices=MODELS, required=True)
+  parser.add_argument('--seeds', default='0', help='e.g. 0-7 or 0,3,5')
+  parser.add_argument('--steps', type=int, required=True)
+  parser.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
+  parser.add_argument('--json', default=None, help='append one JSON line per seed to this file')
+  args = parser.parse_args(argv)
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  data = mnist_data.load_bundled()
+  records = []
+  for seed in _seeds(args.seeds):
+    record = train_seed(args.model, seed, args.steps, data)
+    records.append(record)
+    print(json.dumps(record), flush=True)
+    if args.json:
+      with open(args.json, 'a', encoding='utf-8') as f:
+        f.write(json.dumps(record) + '\n')
+  for key, (mean, std, n) in summarize(records).items():
+    print(f'{key}: {mean:.3f} +- {std:.3f} (n={n} of {len(records)})')
+  return records
+
+
+if __name__ == '__main__':
+  main()

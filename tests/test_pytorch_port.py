@@ -1,0 +1,82 @@
+"""The PyTorch port (pytorch_port/, outside the package) computes exactly our models' functions:
+the reference our trained numbers are compared with. Skipped where torch is not installed."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gan_aec import autoencoder, vae
+from gan_aec import mnist_data as mnist
+from gan_aec.input_pipeline import to_float
+
+torch = pytest.importorskip('torch')
+from pytorch_port import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope='module')
+def images():
+  return to_float(mnist.load_bundled().train.images[:8])
+
+
+def test_same_padding_layers_match_lax():
+  x = np.random.default_rng(0).normal(size=(2, 7, 7, 3)).astype(np.float32)
+  for stride, size in ((1, 7), (2, 4)):
+    conv = models.SameConv2d(3, 4, 5, stride)
+    kernel = conv.weight.detach().numpy().transpose(2, 3, 1, 0)
+    want = jax.lax.conv_general_dilated(x, kernel, (stride, stride), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    got = conv(models.to_nchw(x)).detach().numpy().transpose(0, 2, 3, 1) - conv.bias.detach().numpy()
+    assert got.shape == (2, size, size, 4)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+  for k in (3, 5):
+    deconv = models.SameConvTranspose2d(3, 4, k)
+    kernel = deconv.weight.detach().numpy()[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
+    want = jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME',
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    got = deconv(models.to_nchw(x)).detach().numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(got - deconv.bias.detach().numpy(), want, atol=1e-5)
+
+
+def test_autoencoder_port_computes_our_function(images):
+  model = autoencoder.ConvAutoencoder(encoder_features=(32, 32, 16), decoder_features=(16, 32, 32))
+  params = model.init(jax.random.key(0), images)['params']
+  port = models.load_flax_params(models.ConvAutoencoder((32, 32, 16), (16, 32, 32)),
+                                 jax.device_get(params))
+  want = np.asarray(model.apply({'params': params}, images))
+  got = port(models.to_nchw(images)).detach().numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_vae_port_has_our_loss_gradients_and_rmsprop_step(images):
+  model = vae.ConvVAE()
+  state = vae.create_train_state(model, tx=optax.rmsprop(1e-3, decay=0.99, eps_in_sqrt=False),
+                                 rng=jax.random.key(2), example_images=images)
+  eps = np.asarray(jax.random.normal(jax.random.key(5), (len(images), 2)))
+
+  def loss_fn(params):
+    mean, logvar = model.apply({'params': params}, images, method='encode')
+    logits = model.apply({'params': params}, mean + jnp.exp(0.5 * logvar) * eps, method='decode')
+    return vae.negative_elbo(logits=logits, targets=images, mean=mean,
+                             logvar=logvar)['neg_elbo'].mean()
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  port = models.load_flax_params(models.ConvVAE(), jax.device_get(state.params))
+  x = models.to_nchw(images)
+  logits, mean, logvar = port(x, torch.from_numpy(eps))
+  recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction='sum')
+  port_loss = recon / len(images) + 0.5 * (logvar.exp() + mean ** 2 - 1 - logvar).sum(1).mean()
+  port_loss.backward()
+  np.testing.assert_allclose(float(port_loss.detach()), float(loss), rtol=1e-5)
+  for got, want in ((port.encoder_dense.weight.grad, grads['encoder_dense']['kernel'].T),
+                    (port.decoder_deconv.bias.grad, grads['decoder_deconv']['bias']),
+                    (port.logvar.weight.grad, grads['logvar']['kernel'].T)):
+    want = np.asarray(want)  # Float32 sums in another order: relative to the largest entry.
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5 * np.abs(want).max())
+
+  # One optimizer step: optax's RMSprop with eps outside the square root is PyTorch's.
+  torch.optim.RMSprop(port.parameters(), 1e-3, alpha=0.99).step()
+  new_params = state.apply_gradients(grads=grads).params
+  np.testing.assert_allclose(port.logvar.weight.detach().numpy(),
+                             np.asarray(new_params['logvar']['kernel']).T, atol=1e-6)
