@@ -1,16 +1,16 @@
-r"""The seed's convolutional autoencoder (16-8-8) on MNIST.
+r"""The original report's convolutional autoencoder (16-8-8) on MNIST.
 
   python -m gan_aec.main --config=configs/autoencoder.py --workdir=runs/autoencoder
 
 Variants, combinable with commas: `celeb_a` (CelebA faces, central 108x108 crop resized to
 28x28 RGB; same steps), `smoke` (a few steps on tiny batches, for tests).
 Outputs: figures/reconstructions.png (test digits over their reconstructions), eval_loss (mean
-sigmoid cross-entropy per pixel, the seed's figure) and eval_psnr in metrics.jsonl.
+sigmoid cross-entropy per pixel, the original report's figure) and eval_psnr in metrics.jsonl.
 """
 
 import ml_collections
 
-from gan_aec import config_lib
+from gan_aec.run import config as config_lib
 
 
 def get_config(arg=None):
@@ -30,12 +30,12 @@ def get_config(arg=None):
   # statistics and losses stay float32). For GPUs/TPUs; no faster on XLA:CPU. Results differ from
   # float32, so a run cannot switch it on resume.
   config.compute_dtype = 'float32'
-  # Kernel initialisation: 'glorot_uniform' as TF1's conv2d in the seed (2,000 steps on the 8,000 real
-  # digits: 19.08 dB, against 18.86 dB with Flax's 'lecun_normal').
+  # Kernel initialisation: 'glorot_uniform' as TF1's conv2d in the report (2,000 steps on the 8,000
+  # real digits: 19.08 dB, against 18.86 dB with Flax's 'lecun_normal').
   config.kernel_init = 'glorot_uniform'
   config.noise_std = 0.0  # No input corruption: a plain autoencoder.
 
-  # Training as in the seed: Adam 1e-3, batch 200, 20 epochs of the 60,000 digits = 6,000 steps.
+  # Training as in the report: Adam 1e-3, batch 200, 20 epochs of the 60,000 digits = 6,000 steps.
   config.learning_rate = 1e-3
   # Gradient computed in passes over this many images and summed: the same gradient, ~1.5x faster
   # on CPU (activations stay in cache). None: automatic (8 on CPU, the whole batch on GPU/TPU).

@@ -1,10 +1,11 @@
-r"""The seed's DCGAN on MNIST (28x28), or on CelebA faces at 28x28 (the seed) or 64x64 (the paper).
+r"""The original report's DCGAN on MNIST (28x28), or on CelebA faces at 28x28 (the report) or
+64x64 (the paper).
 
   python -m gan_aec.main --config=configs/dcgan.py --workdir=runs/dcgan
 
 Variants, combinable with commas (e.g. `configs/dcgan.py:celeb_a64`):
-  celeb_a     CelebA, central 108x108 crop resized to 28x28 RGB, the seed's generator and
-              discriminator; batch 32 for one epoch of the 162,770 training faces (the seed ran one
+  celeb_a     CelebA, central 108x108 crop resized to 28x28 RGB, the original report's generator and
+              discriminator; batch 32 for one epoch of the 162,770 training faces (the report ran one
               epoch at batch ~32). Data: `python -m gan_aec.prepare_data --dataset=celeb_a ...`
               offline, then --config.dataset.data_dir=TFDS_DIR.
   celeb_a64   CelebA at 64x64 with the DCGAN paper's layer stack (64-128-256-512 discriminator,
@@ -21,7 +22,7 @@ trained and named: --config.sample_metrics.extractor=runs/mnist_classifier (conf
 
 import ml_collections
 
-from gan_aec import config_lib
+from gan_aec.run import config as config_lib
 
 VARIANTS = ('celeb_a', 'celeb_a64', 'smoke')
 CELEB_A_TRAIN_IMAGES = 162_770  # The official train partition.
@@ -32,20 +33,17 @@ def get_config(arg=None):
   config.model = 'dcgan'
   config.seed = 0
   config.dataset = config_lib.dataset_config('mnist')
-  config.image_size = 28  # The seed's size; 64 (CelebA only) is the DCGAN paper's stack.
+  config.image_size = 28  # The original report's size; 64 (CelebA only) is the DCGAN paper's stack.
 
-  config.latent_dim = 100  # z ~ Uniform[-1, 1]^100, as in the seed.
+  config.latent_dim = 100  # z ~ Uniform[-1, 1]^100, as in the original report.
   config.conv_implementation = 'auto'  # gan_aec.layers: the XLA:CPU-friendly form on CPU.
   # 'bfloat16': activations and matmuls in bfloat16 (parameters, optimizer state, BatchNorm
   # statistics and losses stay float32). For GPUs/TPUs; no faster on XLA:CPU. Results differ from
   # float32, so a run cannot switch it on resume.
   config.compute_dtype = 'float32'
-  # On CPU, train as one device that uses every core (True: one device per core, each on a shard
-  # of the batch, as the other models do; the DCGAN's BatchNorm and wide matmuls are faster whole).
-  config.cpu_data_parallel = False
-  # 'non_saturating' (the seed's sigmoid cross-entropy), 'hinge' or 'least_squares'.
+  # 'non_saturating' (the original report's sigmoid cross-entropy), 'hinge' or 'least_squares'.
   config.loss = 'non_saturating'
-  config.real_label = 0.9  # The seed's one-sided label smoothing of the discriminator's targets.
+  config.real_label = 0.9  # The report's one-sided label smoothing of the discriminator's targets.
   # Exponential moving average of the generator's weights, used for samples when set (e.g. 0.999).
   config.ema_decay = ml_collections.FieldReference(None, field_type=float)
 
@@ -56,12 +54,15 @@ def get_config(arg=None):
   config.num_train_steps = 3750
   config.eval_batch_size = 500
 
-  config.log_every_steps = 10  # The seed logs every 10 steps...
+  config.log_every_steps = 10  # The original report logs every 10 steps...
   config.sample_every_steps = 100  # ...and shows a sample grid every 100.
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 500
   config.sample_metrics = config_lib.sample_metrics_config()
   config_lib.add_loop_fields(config)
+  # On CPU, train as one device that uses every core (True: one device per core, each on a shard
+  # of the batch, as the other models do; the DCGAN's BatchNorm and wide matmuls are faster whole).
+  config.cpu_data_parallel = False
 
   variants = arg.split(',') if arg else []
   for variant in variants:

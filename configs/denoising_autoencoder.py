@@ -1,4 +1,4 @@
-r"""The seed's denoising autoencoder (32-32-16) on MNIST with Gaussian input noise 0.5.
+r"""The original report's denoising autoencoder (32-32-16) on MNIST with Gaussian input noise 0.5.
 
   python -m gan_aec.main --config=configs/denoising_autoencoder.py --workdir=runs/denoising
 
@@ -7,12 +7,13 @@ Variants, combinable with commas: `celeb_a` (CelebA faces, central 108x108 crop 
 The input is clip(x + 0.5 * N(0, 1), 0, 1) and the target the clean digit. Outputs:
 figures/denoising.png (noisy, denoised and clean rows), eval_loss, eval_psnr and eval_input_psnr
 (the noisy input's PSNR: the baseline the model must beat).
-Differs from the seed: its graph fed conv4 to the last upsample, leaving conv5 dead; we wire conv5.
+Differs from the original report: its graph fed conv4 to the last upsample, leaving conv5 dead;
+we wire conv5.
 """
 
 import ml_collections
 
-from gan_aec import config_lib
+from gan_aec.run import config as config_lib
 
 
 def get_config(arg=None):
@@ -31,12 +32,13 @@ def get_config(arg=None):
   # statistics and losses stay float32). For GPUs/TPUs; no faster on XLA:CPU. Results differ from
   # float32, so a run cannot switch it on resume.
   config.compute_dtype = 'float32'
-  # Kernel initialisation: 'lecun_normal' (Flax's default) rather than the seed's TF1 'glorot_uniform':
-  # 2,000 steps on the 8,000 real digits reached 17.68 / 17.80 dB (seeds 0 / 1) against 17.47 / 17.40.
+  # Kernel initialisation: 'lecun_normal' (Flax's default) rather than the report's TF1
+  # 'glorot_uniform': 2,000 steps on the 8,000 real digits reached 17.68 / 17.80 dB (seeds 0 / 1)
+  # against 17.47 / 17.40.
   config.kernel_init = 'lecun_normal'
   config.noise_std = 0.5  # Std of the Gaussian noise added to inputs in [0, 1] before clipping.
 
-  # Training as in the seed: Adam 1e-3, batch 200, 100 epochs of the 60,000 digits = 30,000 steps.
+  # Training as in the report: Adam 1e-3, batch 200, 100 epochs of the 60,000 digits = 30,000 steps.
   config.learning_rate = 1e-3
   # Gradient computed in passes over this many images and summed: the same gradient, ~1.5x faster
   # on CPU (activations stay in cache). None: automatic (8 on CPU, the whole batch on GPU/TPU).

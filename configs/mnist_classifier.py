@@ -16,7 +16,7 @@ dense 128 = the features, dropout 0.5, dense 10).
 
 import ml_collections
 
-from gan_aec import config_lib
+from gan_aec.run import config as config_lib
 
 
 def get_config(arg=None):

@@ -1,4 +1,4 @@
-r"""The seed's convolutional VAE on MNIST, trained on the true ELBO.
+r"""The original report's convolutional VAE on MNIST, trained on the true ELBO.
 
   python -m gan_aec.main --config=configs/vae.py --workdir=runs/vae
 
@@ -9,7 +9,7 @@ Variants, combinable with commas (e.g. `configs/vae.py:latent16,binarized`):
   celeb_a             CelebA faces (central 108x108 crop resized to 28x28 RGB); the decoder
                       outputs 3 channels, the likelihood is per-channel Bernoulli on [0, 1] values;
                       RMSprop lr 2e-4 (1e-3 diverges on faces).
-  seed_loss           the seed report's loss: mean BCE per pixel + 5e-4 * mean KL per latent, a
+  seed_loss           the original report's loss: mean BCE per pixel + 5e-4 * mean KL per latent, a
                       heavily down-weighted KL. Not an ELBO; kept to compare with the report.
   smoke               a few steps on tiny batches, for tests.
 Metrics (nats per image): eval_neg_elbo, eval_recon, eval_kl, and eval_iwae_nll, the
@@ -18,13 +18,13 @@ Figures: latent_scatter, manifold (20x20), samples, reconstructions, interpolati
 Sample metrics (FID, KID, precision/recall, density/coverage, classes covered) against the test
 split at every evaluation, and the best-FID state in WORKDIR/best_checkpoint, once a classifier is
 trained and named: --config.sample_metrics.extractor=runs/mnist_classifier (configs/mnist_classifier.py).
-Differs from the seed: a log-variance head used consistently (the seed sampled with exp(log_sigma)
-but used it as a log-variance in the KL), and the true ELBO instead of the seed's weighting.
+Differs from the report: a log-variance head used consistently (the report sampled with exp(log_sigma)
+but used it as a log-variance in the KL), and the true ELBO instead of the report's weighting.
 """
 
 import ml_collections
 
-from gan_aec import config_lib
+from gan_aec.run import config as config_lib
 
 VARIANTS = ('latent16', 'latent32', 'binarized', 'celeb_a', 'seed_loss', 'smoke')
 
@@ -47,9 +47,9 @@ def get_config(arg=None):
   config.loss_weighting = 'elbo'
   config.beta = 1.0
 
-  # Training as in the seed: RMSprop 1e-3, batch 16, 7 epochs of 60,000 digits = 26,250 steps.
+  # Training as in the report: RMSprop 1e-3, batch 16, 7 epochs of 60,000 digits = 26,250 steps.
   config.learning_rate = 1e-3
-  # RMSprop's squared-gradient decay: 0.99 as PyTorch's default. The seed's Keras used 0.9, which
+  # RMSprop's squared-gradient decay: 0.99 as PyTorch's default. The report's Keras used 0.9, which
   # measured ~6 nats worse here (3,000 steps on the 8,000 real digits: 168.9 and 170.2 nats for
   # seeds 0 and 1 against 163.9 with 0.99).
   config.rmsprop_decay = 0.99

@@ -1,6 +1,6 @@
-"""The seed's convolutional autoencoder (16-8-8) on MNIST: reconstructions and test loss.
+"""The original report's convolutional autoencoder (16-8-8) on MNIST: reconstructions and test loss.
 
-  python -m experiments.autoencoder_mnist                       # the seed's 20 epochs
+  python -m experiments.autoencoder_mnist                       # the original report's 20 epochs
   python -m experiments.autoencoder_mnist --quick --data_dir=D  # 200 steps, under a minute on a CPU
 """
 
@@ -14,9 +14,9 @@ EXPERIMENT = Experiment(
            'log_every_steps': 25},
     figures=('reconstructions.png',),
     train_metrics=('loss',),
-    seed_report='training loss about 0.097 (mean sigmoid cross-entropy per pixel) after 20 epochs '
+    original_report='training loss about 0.097 (mean sigmoid cross-entropy per pixel) after 20 epochs '
                 'of batch 200; a figure of 10 test digits over their reconstructions.',
-    seed_numbers={'loss': 0.097})
+    original_numbers={'loss': 0.097})
 
 if __name__ == '__main__':
   main(EXPERIMENT)

@@ -3,7 +3,7 @@ into `experiments/results/<name>/summary.json`, and regenerate the results page.
 
 Each script in this folder is one `Experiment` and ends with `common.main(EXPERIMENT)`; run them
 from the repository root as modules, e.g. `python -m experiments.vae_mnist --quick`. Options:
-  --quick            the few-minutes CPU version (fewer steps; every other setting as the seed's)
+  --quick            the few-minutes CPU version (fewer steps; every other setting as the report's)
   --data_dir=DIR     the TFDS data dir (e.g. MNIST imported with `python -m gan_aec.prepare_data`)
   --data_note=TEXT   how the data was made, shown on the results page (e.g. "synthetic CelebA files")
   --extractor=SPEC   feature extractor of the sample metrics (default for MNIST generators: the
@@ -11,7 +11,8 @@ from the repository root as modules, e.g. `python -m experiments.vae_mnist --qui
   --runs_dir=DIR     where the runs' workdirs go (default runs/experiments)
   --results_dir=DIR  where the results go (default experiments/results)
   --fresh            start the run over instead of resuming it (quick runs always start over)
-The training and evaluation are `gan_aec.train.train_and_evaluate` and `gan_aec.evaluate.evaluate`,
+The training and evaluation are `gan_aec.run.loop.train_and_evaluate` and
+`gan_aec.run.evaluation.evaluate_checkpoints`,
 the functions behind `python -m gan_aec.main` and `python -m gan_aec.evaluate`; each summary records
 the equivalent command lines.
 """
@@ -28,7 +29,7 @@ import shutil
 import time
 from typing import Any
 
-from gan_aec import config_lib, cpu_cores, evaluate, metric_logging, train
+from gan_aec.run import config as config_lib, cpu_devices, evaluation, loop, metric_logging
 
 from experiments import results_page
 
@@ -38,7 +39,7 @@ CLASSIFIER = 'mnist_classifier'
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """One experiment of the seed report.
+  """One experiment of the original report.
 
   Attributes:
     name: results/<name>/ and the script's file name.
@@ -48,8 +49,8 @@ class Experiment:
     figures: files of WORKDIR/figures/ collected into the results.
     train_metrics: training metrics shown (their values at the last step), e.g. ('loss',).
     sample_metrics: a generator: FID, KID, precision/recall, ... by gan_aec.evaluate.
-    seed_report: what the seed report shows for this experiment (prose, shown beside ours).
-    seed_numbers: the seed report's values of our metrics, where it gives them (a column beside
+    original_report: what the original report shows for this experiment (prose, shown beside ours).
+    original_numbers: the report's values of our metrics, where it gives them (a column beside
       ours on the page), e.g. {'loss': 0.097}.
   """
   name: str
@@ -59,8 +60,8 @@ class Experiment:
   figures: tuple[str, ...]
   train_metrics: tuple[str, ...] = ()
   sample_metrics: bool = False
-  seed_report: str = ''
-  seed_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
+  original_report: str = ''
+  original_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,15 +92,22 @@ def build_config(experiment: Experiment, args: argparse.Namespace):
   return config, overrides
 
 
+DATA_DIR_PLACEHOLDER = '<data_dir>'  # Where a user's own copy of the data lies: not ours to record.
+
+
 def _command(experiment: Experiment, workdir: str, overrides: dict[str, Any]) -> str:
-  flags = ' '.join(f'--config.{k}={v}' for k, v in overrides.items())
+  """The `python -m gan_aec.main` line that trains this run, with paths a reader can use."""
+  flags = ' '.join(f'--config.{k}={DATA_DIR_PLACEHOLDER if k == "dataset.data_dir" else v}'
+                   for k, v in overrides.items())
   return (f'python -m gan_aec.main --config={experiment.config} --workdir={_rel(workdir)}'
           + (f' {flags}' if flags else ''))
 
 
 def _rel(path: str) -> str:
+  """A path relative to the repository; outside it, only its last component (never a machine's
+  absolute path in a committed file)."""
   rel = os.path.relpath(path, REPO)
-  return path if rel.startswith('..') else rel
+  return os.path.join('<outside the repository>', os.path.basename(path)) if rel.startswith('..') else rel
 
 
 def machine() -> str:
@@ -146,7 +154,7 @@ def workdir_for(experiment: Experiment, args: argparse.Namespace) -> str:
 def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
   """Trains, evaluates and collects one experiment; returns its summary."""
   config, overrides = build_config(experiment, args)
-  cpu_cores.split_for_configs([config])  # One CPU device per core, as gan_aec.main does.
+  cpu_devices.split_for_configs([config])  # One CPU device per core, as gan_aec.main does.
   extractor = None
   if experiment.sample_metrics:
     extractor = args.extractor or (ensure_classifier(args) if config.dataset.name == 'mnist'
@@ -157,13 +165,13 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
   if (args.quick or args.fresh) and os.path.exists(workdir):
     shutil.rmtree(workdir)
   start = time.time()
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   train_seconds = time.time() - start
-  evaluation = None
+  sample_scores = None
   eval_command = None
   if extractor:
-    evaluation = evaluate.evaluate(workdir, checkpoint='latest,best', extractor=extractor,
-                                   references=True)
+    sample_scores = evaluation.evaluate_checkpoints(workdir, checkpoint='latest,best',
+                                                   extractor=extractor, references=True)
     eval_command = (f'python -m gan_aec.evaluate --workdir={_rel(workdir)} '
                     '--checkpoint=latest,best --references')
 
@@ -182,7 +190,7 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
       'name': experiment.name, 'title': experiment.title,
       'mode': 'quick' if args.quick else 'full',
       'script': f'python -m experiments.{experiment.name}' + (' --quick' if args.quick else '')
-                + (f' --data_dir={args.data_dir}' if args.data_dir else ''),
+                + (f' --data_dir={DATA_DIR_PLACEHOLDER}' if args.data_dir else ''),
       'train_command': _command(experiment, workdir, overrides),
       'eval_command': eval_command,
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
@@ -193,10 +201,11 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
                'train_examples': run_start.get('train_examples'),
                'test_examples': run_start.get('test_examples'), 'note': args.data_note},
       'metrics': final_metrics(records, experiment.train_metrics),
-      'generator': experiment.sample_metrics, 'sample_metrics': evaluation,
+      'generator': experiment.sample_metrics, 'sample_metrics': sample_scores,
       'figures': figures,
       'full_mode': _full_mode(experiment, args, records),
-      'seed_report': experiment.seed_report, 'seed_numbers': experiment.seed_numbers,
+      'original_report': experiment.original_report, 'original_numbers':
+      experiment.original_numbers,
   }
   with open(os.path.join(out_dir, 'summary.json'), 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=1)

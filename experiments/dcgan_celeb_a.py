@@ -1,9 +1,9 @@
-"""The seed's DCGAN on CelebA faces at 28x28 (central 108x108 crop, resized), one epoch.
+"""The original report's DCGAN on CelebA faces at 28x28 (central 108x108 crop, resized), one epoch.
 
   python -m experiments.dcgan_celeb_a --data_dir=D                   # 5,086 steps of batch 32
   python -m experiments.dcgan_celeb_a --quick --data_dir=D           # 300 steps
 Needs CelebA in the TFDS data dir D (python -m gan_aec.prepare_data --dataset=celeb_a ...). Sample
-metrics need a face network of yours: --extractor=python:module:function (see README.md).
+metrics need a face network of yours: --extractor=python:module:function (see docs/sample_quality.md).
 """
 
 from experiments.common import Experiment, main
@@ -17,9 +17,9 @@ EXPERIMENT = Experiment(
     figures=('samples.png', 'progress_strip.png'),
     train_metrics=('d_loss', 'g_loss', 'd_real', 'd_fake'),
     sample_metrics=True,
-    seed_report='one epoch (~6,330 steps of batch ~32, ~20 min on a GPU): D loss about 1.2 and G loss '
+    original_report='one epoch (~6,330 steps of batch ~32, ~20 min on a GPU): D loss about 1.2 and G loss '
                 'about 0.8 near the end, and a grid of 28x28 face samples.',
-    seed_numbers={'d_loss': 1.2, 'g_loss': 0.8})
+    original_numbers={'d_loss': 1.2, 'g_loss': 0.8})
 
 if __name__ == '__main__':
   main(EXPERIMENT)

@@ -2,7 +2,7 @@
 
   python -m experiments.dcgan_celeb_a64 --data_dir=D           # 6,355 steps of batch 128
   python -m experiments.dcgan_celeb_a64 --quick --data_dir=D   # 40 steps of batch 32
-Needs CelebA in D; sample metrics need --extractor=python:module:function (see README.md).
+Needs CelebA in D; sample metrics need --extractor=python:module:function (see docs/sample_quality.md).
 """
 
 from experiments.common import Experiment, main
@@ -16,7 +16,7 @@ EXPERIMENT = Experiment(
     figures=('samples.png', 'progress_strip.png'),
     train_metrics=('d_loss', 'g_loss', 'd_real', 'd_fake'),
     sample_metrics=True,
-    seed_report='not in the seed report (it trained at 28x28); the DCGAN paper\'s setting.')
+    original_report='not in the original report (it trained at 28x28); the DCGAN paper\'s setting.')
 
 if __name__ == '__main__':
   main(EXPERIMENT)

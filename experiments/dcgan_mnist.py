@@ -1,4 +1,4 @@
-"""The seed's DCGAN on MNIST: sample grids, the progress strip, FID and friends.
+"""The original report's DCGAN on MNIST: sample grids, the progress strip, FID and friends.
 
   python -m experiments.dcgan_mnist                       # 3,750 steps of batch 64
   python -m experiments.dcgan_mnist --quick --data_dir=D  # 500 steps
@@ -15,7 +15,7 @@ EXPERIMENT = Experiment(
     figures=('samples.png', 'progress_strip.png'),
     train_metrics=('d_loss', 'g_loss', 'd_real', 'd_fake'),
     sample_metrics=True,
-    seed_report='losses logged every 10 steps and a grid of samples; no number.')
+    original_report='losses logged every 10 steps and a grid of samples; no number.')
 
 if __name__ == '__main__':
   main(EXPERIMENT)

@@ -1,6 +1,6 @@
-"""The seed's denoising autoencoder (32-32-16, input noise 0.5, clipped) on MNIST.
+"""The original report's denoising autoencoder (32-32-16, input noise 0.5, clipped) on MNIST.
 
-  python -m experiments.denoising_autoencoder_mnist                       # the seed's 100 epochs
+  python -m experiments.denoising_autoencoder_mnist                       # the report's 100 epochs
   python -m experiments.denoising_autoencoder_mnist --quick --data_dir=D  # 600 steps
 """
 
@@ -14,7 +14,7 @@ EXPERIMENT = Experiment(
            'log_every_steps': 50},
     figures=('denoising.png',),
     train_metrics=('loss',),
-    seed_report='a figure of noisy test digits over their denoised versions (no number); 100 '
+    original_report='a figure of noisy test digits over their denoised versions (no number); 100 '
                 'epochs of batch 200.')
 
 if __name__ == '__main__':

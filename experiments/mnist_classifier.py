@@ -15,7 +15,7 @@ EXPERIMENT = Experiment(
            'checkpoint_every_steps': 300},
     figures=('confusion_matrix.png', 'misclassified.png'),
     train_metrics=('loss',),
-    seed_report='not in the seed report: our yardstick for its generators.')
+    original_report='not in the Original report: our yardstick for its generators.')
 
 if __name__ == '__main__':
   main(EXPERIMENT)

@@ -3,7 +3,7 @@
   python experiments/results_page.py [--results_dir=experiments/results]
 
 Every number and figure on the page comes from a summary an experiment script wrote; the only
-hand-written text is in the scripts (titles, the seed report's numbers, expected full-mode times).
+hand-written text is in the scripts (titles, the report's numbers, expected full-mode times).
 """
 
 from __future__ import annotations
@@ -69,12 +69,12 @@ def section(summary: dict[str, Any]) -> list[str]:
                 'measured images/s' if 'estimated_minutes_here' in full else '')
     lines.append(f'- full mode (without --quick): {full["steps"]:,} steps of batch '
                  f'{full["batch_size"]}{estimate}; not timed on a GPU here')
-  seed = summary.get('seed_numbers') or {}
+  seed = summary.get('original_numbers') or {}
   evaluation = summary.get('sample_metrics')
   # With sample metrics, their eval_ values show in their own table below, not twice.
   shown = {k: v for k, v in summary['metrics'].items()
            if not (evaluation and k.startswith('eval_') and k[5:] in SAMPLE_METRIC_NAMES)}
-  lines += ['', '| metric (last step) | ours | seed report |', '|---|---|---|']
+  lines += ['', '| metric (last step) | ours | original report |', '|---|---|---|']
   lines += [f'| `{k}` | {_fmt(v)} | {_fmt(seed[k]) if k in seed else ""} |'
             for k, v in shown.items()]
   lines.append('')
@@ -82,9 +82,9 @@ def section(summary: dict[str, Any]) -> list[str]:
     lines += _sample_table(evaluation)
   elif summary.get('generator'):
     lines += ['Sample metrics: not computed; they need a feature network for these images '
-              '(`--extractor=python:module:function`, see the main README).', '']
-  if summary.get('seed_report'):
-    lines += [f'Seed report: {summary["seed_report"]}', '']
+              '(`--extractor=python:module:function`, see docs/sample_quality.md).', '']
+  if summary.get('original_report'):
+    lines += [f'Original report: {summary["original_report"]}', '']
   for figure in summary['figures']:
     lines += [f'![{figure}]({summary["name"]}/{figure})', '']
   return lines

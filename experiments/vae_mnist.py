@@ -1,6 +1,6 @@
-"""The seed's convolutional VAE (latent 2) on MNIST: latent scatter, 20x20 manifold, samples.
+"""The report's convolutional VAE (latent 2) on MNIST: latent scatter, 20x20 manifold, samples.
 
-  python -m experiments.vae_mnist                       # the seed's 7 epochs of batch 16
+  python -m experiments.vae_mnist                       # the original report's 7 epochs of batch 16
   python -m experiments.vae_mnist --quick --data_dir=D  # 3,000 steps
 """
 
@@ -15,9 +15,9 @@ EXPERIMENT = Experiment(
              'interpolation.png'),
     train_metrics=('loss',),
     sample_metrics=True,
-    seed_report='figures only: the test set\'s latent means coloured by digit, and a 20x20 grid '
-                'decoded over the prior\'s quantiles; its loss (mean BCE + 5e-4 KL) is not an ELBO, '
-                'so no likelihood to compare (see configs/vae.py:seed_loss).')
+    original_report='figures only: the test set\'s latent means coloured by digit, and a 20x20 '
+                    'grid decoded over the prior\'s quantiles; its loss (mean BCE + 5e-4 KL) is '
+                    'not an ELBO, so no likelihood to compare (see configs/vae.py:seed_loss).')
 
 if __name__ == '__main__':
   main(EXPERIMENT)

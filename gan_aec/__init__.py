@@ -15,13 +15,22 @@ The public API, for use from your own code (no config, no data pipeline, no trai
   gan_aec.layers          Conv, ConvTranspose (drop-ins for flax.linen's, fast on XLA:CPU),
                           max_pool_2x2, nearest_resize
   gan_aec.sample_metrics  fid, kid, precision_recall, density_coverage, class_statistics, ...
-  gan_aec.train_state     TrainState (the single-network state), create
+  gan_aec.train_state     TrainState (the single-network state), create, init
   gan_aec.figures         save_image_grid, save_image_rows (PNG figures)
 
 Every step is a pure function `train_step(state, batch, rng, **hyperparameters) ->
 (state, metrics)` that reads the model and the optimizer from the state: `jax.jit`, `jax.vmap` or
-shard it yourself. Each module's `__all__` is its public surface; the other modules (the training
-loop, configs, data pipelines, checkpoints) are the application built on it and may change.
+shard it yourself. Each module's `__all__` is its public surface.
+
+The package in layers, each importing only the ones above it:
+  the library     the families above, layers, microbatching, train_state, sample_metrics,
+                  figures, errors: what a researcher imports (JAX, Flax, optax, numpy only)
+  gan_aec.data    datasets by name, splits, batching, MNIST (+ the bundled digits), CelebA,
+                  offline imports: uint8 arrays on the host (numpy, TFDS)
+  gan_aec.run     the application that trains: the loop, sharding, checkpoints, the workdir,
+                  metric logging, preemption, CPU devices, sample scoring, and each family's
+                  Task (config -> steps + figures)
+  entry points    gan_aec.main, gan_aec.evaluate, gan_aec.prepare_data, gan_aec.benchmark
 Submodules are imported on first use, so `import gan_aec` stays cheap.
 """
 

@@ -1,14 +1,15 @@
-"""Errors a user can cause and fix. `gan_aec.main` prints their message (no traceback) and exits 1.
+"""Every error a user can cause and fix, in one place.
 
-Each is raised before the run writes anything it would regret: a bad config or workdir before the
-workdir is touched, missing data before training starts, a non-finite loss before the broken state
-is saved.
+The entry points (`python -m gan_aec.main`, `evaluate`, `prepare_data`) print a UserError's
+message without a traceback and exit with status 1. Each is raised before anything is written
+that the user would regret: a bad config or workdir before the workdir is touched, missing or
+malformed data before training starts or anything is imported, a non-finite loss before the
+broken state is saved. The message says what is wrong and what to do.
 """
 
 
 class UserError(Exception):
-  """A problem with the config, the data, the workdir or the run's numbers; the message says what
-  is wrong and what to do."""
+  """A problem with the config, the data, the workdir or the run's numbers."""
 
 
 class ConfigError(UserError, ValueError):
@@ -20,8 +21,33 @@ class WorkdirMismatchError(UserError):
 
 
 class CheckpointError(UserError):
-  """The latest checkpoint cannot be restored (corrupt, truncated, or of another model)."""
+  """A checkpoint cannot be restored (corrupt, truncated, or of another model)."""
 
 
 class NonFiniteError(UserError, FloatingPointError):
   """A loss or metric became NaN or Inf; the broken state was not saved."""
+
+
+class DatasetUnavailableError(UserError, RuntimeError):
+  """The requested dataset is not in the data dir and cannot be downloaded or substituted."""
+
+
+class DataFormatError(UserError, ValueError):
+  """A dataset file given for import is missing, truncated or not what its name says."""
+
+
+class IdxFormatError(DataFormatError):
+  """An MNIST IDX file is missing, truncated or not what its name says."""
+
+
+class CelebAFormatError(DataFormatError):
+  """A CelebA release file is missing or malformed; nothing was written."""
+
+
+class DataImportError(UserError, ValueError):
+  """The source files cannot be imported as asked (e.g. a partial MNIST without --holdout);
+  nothing was written."""
+
+
+class ExtractorError(UserError, ValueError):
+  """A feature-extractor spec names nothing usable."""

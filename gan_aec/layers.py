@@ -1,4 +1,4 @@
-"""Layers written so that XLA:CPU stays on its fast paths (the README's performance section says why).
+"""Layers written so that XLA:CPU stays on its fast paths (docs/performance.md says why).
 
 Each is a drop-in for the textbook operation it replaces and computes the same function. Their
 backward passes avoid XLA:CPU's slow generic kernels (`select_and_scatter` for max-pool gradients,
@@ -23,8 +23,8 @@ def max_pool_2x2(x_BHWC: jax.Array) -> jax.Array:
   """2x2 max pool with stride 2 and SAME padding, as `flax.linen.max_pool(x, (2, 2), (2, 2), 'SAME')`.
 
   Odd sizes are padded at the end (bottom/right) with -inf, which is where TensorFlow and Flax put
-  SAME padding for this window, so 7x7 pools to 4x4 exactly as in the seed. Written as two pairwise
-  maxima: their gradient is a select, ~10x cheaper on XLA:CPU than reduce_max's (or reduce_window's
+  SAME padding for this window, so 7x7 pools to 4x4 exactly as in the original report. Written
+  as two pairwise maxima: their gradient is a select, ~10x cheaper on XLA:CPU than reduce_max's (or reduce_window's
   select_and_scatter). On exact ties the gradient is shared instead of going to one element; after
   a ReLU the only ties are at 0, where the ReLU's own gradient is 0 either way.
   """
@@ -38,7 +38,7 @@ def max_pool_2x2(x_BHWC: jax.Array) -> jax.Array:
 
 
 def nearest_resize_indices(in_size: int, out_size: int) -> np.ndarray:
-  """Source index of each output pixel for TF1's `resize_nearest_neighbor` (the seed's resize).
+  """Source index of each output pixel for TF1's `resize_nearest_neighbor` (the report's resize).
 
   TF1 (align_corners=False, half_pixel_centers=False) takes floor(i * in / out); for 4 -> 7 that is
   [0, 0, 1, 1, 2, 2, 3], and for a factor 2 each pixel is repeated twice.

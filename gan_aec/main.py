@@ -1,4 +1,4 @@
-r"""Trains a model from a config file.
+r"""Trains a model from a config file: flags -> gan_aec.run.loop.train_and_evaluate.
 
   python -m gan_aec.main --config=configs/autoencoder.py --workdir=runs/autoencoder \
       --config.num_train_steps=500
@@ -22,7 +22,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from gan_aec import cpu_cores, errors, preemption, train
+from gan_aec import errors
+from gan_aec.run import cpu_devices, loop, preemption
 
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0, for a multi-process run started by '
@@ -57,11 +58,11 @@ def main(argv):
   if _DISTRIBUTED.value or _COORDINATOR.value:
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   else:
-    cpu_cores.split_for_configs([config])  # One CPU device per core (before JAX starts).
+    cpu_devices.split_for_configs([config])  # One CPU device per core (before JAX starts).
   logging.info('JAX: process %d of %d, devices %s', jax.process_index(), jax.process_count(),
                jax.devices())
   try:
-    train.train_and_evaluate(config, _WORKDIR.value)
+    loop.train_and_evaluate(config, _WORKDIR.value)
   except errors.UserError as e:
     _fail(str(e))
   except preemption.Preempted as e:

@@ -4,7 +4,7 @@ On XLA:CPU a conv net's forward and backward passes over 200 MNIST images run 1.
 passes over 8 images whose gradients are summed: each pass keeps its activations in the L2 cache.
 The result is the full batch's gradient (up to float32 summation order), so this is only valid for
 losses that are sums over examples: no BatchNorm or other cross-example statistics. With the batch
-sharded over several devices (one per core, gan_aec.cpu_cores), each device micro-batches its own
+sharded over several devices (one per core, gan_aec.run.cpu_devices), each device micro-batches its own
 shard at the same time. On GPUs and TPUs
 the whole batch at once is faster; `resolve_microbatch_size` picks per platform.
 """
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-CPU_MICROBATCH_SIZE = 8  # Measured best for the seed autoencoders on 2 MB-L2 CPUs (4..25 tried).
+CPU_MICROBATCH_SIZE = 8  # Measured best for the report autoencoders on 2 MB-L2 CPUs (4..25 tried).
 
 
 def resolve_microbatch_size(microbatch_size: int | None) -> int | None:
@@ -54,7 +54,8 @@ def sum_value_and_grad(loss_sum_fn: Callable[..., tuple[jax.Array, Any]], params
   mesh = jax.sharding.get_abstract_mesh()
   shards = dict(mesh.shape).get('data', 1) if not mesh.empty else 1
   if shards > 1 and 'data' not in mesh.manual_axes:
-    # Batch sharded over devices (gan_aec.train.jit_steps): each device splits its own shard, and
+    # Batch sharded over devices (gan_aec.run.sharding.jit_steps): each device splits its own
+    # shard, and
     # the per-device sums are added across devices. (Slicing the global batch instead would move
     # every micro-batch onto one device.)
     per_device = jax.shard_map(

@@ -8,7 +8,7 @@ import flax.linen as nn
 from flax.training import train_state
 import optax
 
-__all__ = ['TrainState', 'create']
+__all__ = ['TrainState', 'create', 'init']
 
 
 class TrainState(train_state.TrainState):
@@ -37,3 +37,21 @@ def create(*, model: nn.Module, params: Any, tx: optax.GradientTransformation,
   """
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                            batch_stats={} if batch_stats is None else batch_stats)
+
+
+def init(model: nn.Module, *example_args: Any, tx: optax.GradientTransformation,
+         rngs: Any) -> TrainState:
+  """A step-0 TrainState with `model`'s variables initialised by `model.init(rngs, *example_args)`.
+
+  Args:
+    model: the Flax module.
+    *example_args: the arguments of one forward pass of the training shapes (e.g. one image).
+    tx: any optax gradient transformation.
+    rngs: a PRNG key, or a dict of them by collection (e.g. {'params': key}).
+
+  Returns:
+    The TrainState at step 0, with the model's 'batch_stats' when it has BatchNorm.
+  """
+  variables = model.init(rngs, *example_args)
+  return create(model=model, params=variables['params'], tx=tx,
+                batch_stats=variables.get('batch_stats'))

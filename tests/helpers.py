@@ -1,13 +1,16 @@
-"""Shared test helpers: generated IDX files and workdir readers."""
+"""Shared test helpers: the repository's root, generated IDX files and workdir readers."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import os
+import pathlib
 import struct
 
 import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parent.parent  # The checkout the tests run in.
 
 
 def write_idx(path: str, array: np.ndarray) -> str:
@@ -47,22 +50,16 @@ TIMING_KEYS = ('steps_per_s', 'images_per_s')
 
 def committed_steps(workdir: str) -> list[int]:
   """Steps of the committed checkpoints in workdir/checkpoints (half-written ones excluded)."""
-  directory = os.path.join(workdir, 'checkpoints')
-  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+  from gan_aec.run import checkpointing  # pylint: disable=g-import-not-at-top
+  return checkpointing.committed_steps(os.path.join(workdir, 'checkpoints'))
 
 
 def final_state(workdir: str):
   """(step, pytree) of the latest checkpoint as saved, onto this process's first device (so a
   checkpoint written on 8 devices reads in a 1-device test process)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from gan_aec.run import checkpointing  # pylint: disable=g-import-not-at-top
   step = committed_steps(workdir)[-1]
-  path = os.path.join(workdir, 'checkpoints', str(step), 'default')
-  checkpointer = ocp.StandardCheckpointer()
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        checkpointer.metadata(path).item_metadata.tree)
-  return step, checkpointer.restore(path, target)
+  return step, checkpointing.restore_on_one_device(os.path.join(workdir, 'checkpoints'), step)
 
 
 def scalar_records(workdir: str) -> list[dict]:

@@ -9,8 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from gan_aec import autoencoder, mnist_data, train_state
-from gan_aec.input_pipeline import to_float
+from gan_aec import autoencoder, train_state
+from gan_aec.data import mnist
+from gan_aec.data.batching import to_float
 
 SEED_WIDTHS = {
     'autoencoder': ((16, 8, 8), (8, 8, 16)),
@@ -21,7 +22,7 @@ SEED_WIDTHS = {
 @pytest.fixture(scope='module')
 def digits():
   """32 real digits from the bundled set, float32 [32, 28, 28, 1] in [0, 1]."""
-  return to_float(mnist_data.load_bundled().train.images[:32])
+  return to_float(mnist.load_bundled().train.images[:32])
 
 
 @pytest.mark.parametrize('name', sorted(SEED_WIDTHS))

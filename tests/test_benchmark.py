@@ -5,7 +5,13 @@ import os
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import pytest
+
+from tests import helpers
+
+pytestmark = pytest.mark.slow  # The benchmark in a subprocess.
+
+REPO = str(helpers.REPO)
 
 
 def test_benchmark_json_smoke():

@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_aec import config_lib, errors, input_pipeline, mnist_data, tasks, train, workdir
+from gan_aec import errors
+from gan_aec.data import batching, mnist
+from gan_aec.run import config as config_lib, tasks, workdir
 from gan_aec.dcgan import Discriminator, Generator
 
 # Whole train steps for the autoencoders (the denoising one shares the autoencoder's model) and the
@@ -18,7 +20,7 @@ def first_step(name: str, compute_dtype: str):
   config = config_lib.load_config(name, 'smoke')
   config.compute_dtype = compute_dtype
   task = tasks.build_task(config)
-  batches = input_pipeline.TrainBatches(mnist_data.load_bundled().train, 8, seed=0,
+  batches = batching.TrainBatches(mnist.load_bundled().train, 8, seed=0,
                                         value_range=task.image_range)
   batch = batches.get(0)
   state = task.create_state(jax.random.key(0), batch)
@@ -77,7 +79,7 @@ def test_unknown_compute_dtype_is_a_config_error():
   config = config_lib.load_config('vae', 'smoke')
   config.compute_dtype = 'float16'
   with pytest.raises(errors.ConfigError, match="compute_dtype must be one of"):
-    train.build_task(config)
+    tasks.build_task(config)
 
 
 def test_a_run_cannot_switch_compute_dtype_on_resume():

@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_aec import config_lib, dcgan, mnist_data, tasks, train
-from gan_aec.input_pipeline import to_float
+from gan_aec import dcgan
+from gan_aec.data import mnist
+from gan_aec.run import config as config_lib, loop, tasks
+from gan_aec.data.batching import to_float
 from tests import helpers
 
 
@@ -19,7 +21,7 @@ from tests import helpers
 def task_and_state():
   config = config_lib.load_config('dcgan', 'smoke')
   task = tasks.build_task(config)
-  batch = {'image': to_float(mnist_data.load_bundled().train.images[:8])}
+  batch = {'image': to_float(mnist.load_bundled().train.images[:8])}
   return config, task, task.create_state(jax.random.key(0), batch), batch
 
 
@@ -106,12 +108,13 @@ def test_ema_follows_the_generator(task_and_state):
   chex.assert_trees_all_close(new.ema_params, expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_samples_from_fixed_noise_and_resumes(tmp_path):
   config = config_lib.load_config('dcgan', 'smoke')
   config.dataset.data_dir = str(tmp_path / 'empty_tfds')
   config.dataset.download = False
   workdir = str(tmp_path / 'run')
-  final = train.train_and_evaluate(config, workdir)
+  final = loop.train_and_evaluate(config, workdir)
   assert 0 < final['eval_d_real'] < 1
   for name in ('samples.png', 'samples_step000002.png', 'samples_step000004.png',
                'progress_strip.png'):
@@ -122,7 +125,7 @@ def test_smoke_run_writes_samples_from_fixed_noise_and_resumes(tmp_path):
   assert [r['step'] for r in records if 'd_loss' in r] == [2, 4]
 
   config.num_train_steps = 6
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   np.testing.assert_array_equal(np.load(os.path.join(workdir, 'sample_noise.npy')), noise)
   with np.load(os.path.join(workdir, 'sample_progress.npz')) as progress:
     assert list(progress['steps']) == [0, 2, 4, 6]

@@ -7,11 +7,15 @@ import os
 import tensorflow_datasets as tfds
 
 from experiments import autoencoder_mnist, results_page
-from gan_aec import mnist_data
+import pytest
+
+from gan_aec.data import mnist
+
+pytestmark = pytest.mark.slow  # An experiment script end to end.
 
 
 def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypatch):
-  monkeypatch.setattr(mnist_data, 'can_reach_download_server', lambda *a, **k: True)
+  monkeypatch.setattr(mnist, 'can_reach_download_server', lambda *a, **k: True)
   results = tmp_path / 'results'
   with tfds.testing.mock_data(num_examples=400):
     summary = autoencoder_mnist.main(autoencoder_mnist.EXPERIMENT, [

@@ -9,7 +9,9 @@ import pytest
 
 from tests import helpers
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # The main job end to end, in subprocesses.
+
+REPO = str(helpers.REPO)
 
 
 def run_main(workdir, *flags):

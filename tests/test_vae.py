@@ -11,15 +11,17 @@ import optax
 import pytest
 import tensorflow_datasets as tfds
 
-from gan_aec import config_lib, mnist_data, train, train_state, vae
-from gan_aec.input_pipeline import to_float
+from gan_aec import train_state, vae
+from gan_aec.data import mnist
+from gan_aec.run import config as config_lib, loop
+from gan_aec.data.batching import to_float
 from gan_aec.vae import steps as vae_steps
 from tests import helpers
 
 
 @pytest.fixture(scope='module')
 def digits():
-  return to_float(mnist_data.load_bundled().train.images[:32])
+  return to_float(mnist.load_bundled().train.images[:32])
 
 
 @pytest.fixture(scope='module')
@@ -131,13 +133,14 @@ def test_train_step_is_deterministic_and_learns(state, digits):
   assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5]), losses
 
 
+@pytest.mark.slow
 def test_smoke_run_under_mock_data_writes_every_figure(tmp_path, monkeypatch):
-  monkeypatch.setattr(mnist_data, 'can_reach_download_server', lambda *a, **k: True)
+  monkeypatch.setattr(mnist, 'can_reach_download_server', lambda *a, **k: True)
   config = config_lib.load_config('vae', 'smoke')
   config.dataset.data_dir = str(tmp_path / 'tfds')
   workdir = str(tmp_path / 'run')
   with tfds.testing.mock_data(num_examples=64):
-    final = train.train_and_evaluate(config, workdir)
+    final = loop.train_and_evaluate(config, workdir)
   assert set(final) == {'eval_neg_elbo', 'eval_recon', 'eval_kl', 'eval_iwae_nll'}
   np.testing.assert_allclose(final['eval_neg_elbo'], final['eval_recon'] + final['eval_kl'],
                              rtol=1e-5)

@@ -1,4 +1,4 @@
-"""The seed's convolutional autoencoder (16-8-8) and denoising autoencoder (32-32-16).
+"""The original report's convolutional autoencoder (16-8-8) and denoising autoencoder (32-32-16).
 
 Public API: the model, its pure loss and metric, the state constructor, the pure train and eval
 steps, and encoding / reconstruction. The steps take the model and the optimizer from the state.

@@ -30,12 +30,11 @@ def create_train_state(model: nn.Module, *, tx: optax.GradientTransformation, rn
   Returns:
     TrainState with params, optimizer state, step 0 and an empty `batch_stats`.
   """
-  params = model.init(rng, example_images[:1])['params']
-  return train_state.create(model=model, params=params, tx=tx)
+  return train_state.init(model, example_images[:1], tx=tx, rngs=rng)
 
 
 def reconstruction_loss(*, logits: jax.Array, targets: jax.Array) -> jax.Array:
-  """Sigmoid cross-entropy per image, averaged over pixels (the seed's figure).
+  """Sigmoid cross-entropy per image, averaged over pixels (the original report's figure).
 
   Args:
     logits: [B, H, W, C] float, any range.
@@ -62,7 +61,7 @@ def psnr(*, images: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def add_noise(images: jax.Array, rng: jax.Array, noise_std: float) -> jax.Array:
-  """The seed's corruption: clip(x + noise_std * N(0, 1), 0, 1).
+  """The original report's corruption: clip(x + noise_std * N(0, 1), 0, 1).
 
   Args:
     images: [B, H, W, C] float in [0, 1].

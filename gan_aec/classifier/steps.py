@@ -25,8 +25,7 @@ def create_train_state(model: nn.Module, *, tx: optax.GradientTransformation, rn
   Returns:
     TrainState with params, optimizer state, step 0 and an empty `batch_stats`.
   """
-  params = model.init(rng, example_images[:1])['params']
-  return train_state.create(model=model, params=params, tx=tx)
+  return train_state.init(model, example_images[:1], tx=tx, rngs=rng)
 
 
 def random_shift(images: jax.Array, rng: jax.Array, max_shift: int) -> jax.Array:

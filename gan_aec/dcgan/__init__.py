@@ -1,4 +1,4 @@
-"""The seed's DCGAN: generator, discriminator, GAN losses and a pure two-network train step.
+"""The report's DCGAN: generator, discriminator, GAN losses and a pure two-network train step.
 
 Public API: the two Flax modules, the pure GAN losses (and LOSSES, their table by name), the
 two-network state and its constructor, the pure train and eval steps, and sampling (latents, then

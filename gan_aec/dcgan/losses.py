@@ -2,7 +2,7 @@
 
 Each takes keyword arguments only: the discriminator's logits of real images [B] and of generated
 images [B] (float, any range), and `real_label`, which smooths the discriminator's real targets
-(the seed: 0.9; 1.0 is the standard form). Each returns (d_loss, g_loss), two float32 scalars
+(the report: 0.9; 1.0 is the standard form). Each returns (d_loss, g_loss), two float32 scalars
 (means over the batch) for the discriminator and the generator to minimise.
 """
 

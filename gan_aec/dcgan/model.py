@@ -1,4 +1,4 @@
-"""The seed's DCGAN generator and discriminator (28x28), and the DCGAN paper's 64x64 stack.
+"""The report's DCGAN generator and discriminator (28x28), and the DCGAN paper's 64x64 stack.
 
 Generator, 28x28 (z: 100-d uniform in [-1, 1]): Dense(4*4*512) -> reshape -> BN -> LeakyReLU(0.2)
   -> Dropout(0.1) -> ConvTranspose(256, 5x5, s2) [8x8] -> nearest resize to 7x7 -> BN -> LReLU ->
@@ -9,8 +9,8 @@ Generator, 64x64: Dense(4*4*1024) -> BN/LReLU/Dropout -> ConvTranspose 512 [8], 
 Discriminator: Conv(64, 5x5, s2) -> LReLU -> Dropout -> Conv(128, 5x5, s2) -> BN -> LReLU -> Dropout
   -> Conv(256, 5x5, s2) -> BN -> LReLU -> Dropout [-> Conv(512, 5x5, s2) -> BN -> ... at 64x64] ->
   Flatten -> Dense(1) logit.
-Kernels are Glorot-uniform (the seed's Xavier); BatchNorm uses TF1's momentum 0.99 and epsilon 1e-3.
-Dropout keeps 90% as in the seed. Images are [B, H, W, C] in [-1, 1].
+Kernels are Glorot-uniform (the report's Xavier); BatchNorm uses TF1's momentum 0.99 and epsilon 1e-3.
+Dropout keeps 90% as in the original report. Images are [B, H, W, C] in [-1, 1].
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ import jax.numpy as jnp
 from gan_aec import layers
 
 LEAKY_SLOPE = 0.2
-DROPOUT_RATE = 0.1  # The seed's keep probability 0.9.
+DROPOUT_RATE = 0.1  # The original report's keep probability 0.9.
 
 _BatchNorm = functools.partial(nn.BatchNorm, momentum=0.99, epsilon=1e-3)
 
 
 def _layer_widths(image_size: int) -> tuple[Sequence[int], Sequence[int]]:
-  """(generator widths from 4x4 up, discriminator widths) for 28x28 (the seed) or 64x64."""
+  """(generator widths from 4x4 up, discriminator widths) for 28x28 (the report) or 64x64."""
   if image_size == 28:
     return (512, 256, 128), (64, 128, 256)
   if image_size == 64:
     return (1024, 512, 256, 128), (64, 128, 256, 512)
-  raise ValueError(f'image_size must be 28 (the seed) or 64 (the DCGAN paper), got {image_size}.')
+  raise ValueError(f'image_size must be 28 (the report) or 64 (the DCGAN paper), got {image_size}.')
 
 
 class Generator(nn.Module):

@@ -50,7 +50,7 @@ def create_gan_state(generator: nn.Module, discriminator: nn.Module, *,
       [B, latent_dim] -> images [B, H, W, C] (a 'batch_stats' collection, i.e. BatchNorm, needed).
     discriminator: a Discriminator, or any module called as `discriminator(images, train=...)` ->
       logits [B] (with BatchNorm).
-    tx: the generator's optax optimizer, and the discriminator's unless d_tx is given (the seed:
+    tx: the generator's optax optimizer, and the discriminator's unless d_tx is given (the report:
       optax.adam(2e-4, b1=0.5)).
     rng: PRNG key; split into the generator's and the discriminator's initialisation keys.
     example_images: [B, H, W, C] float32 images of the training shape (only the first is used).
@@ -76,9 +76,9 @@ def create_gan_state(generator: nn.Module, discriminator: nn.Module, *,
 
 
 def sample_latents(rng: jax.Array, batch_size: int, latent_dim: int) -> jax.Array:
-  """z ~ Uniform[-1, 1]^latent_dim drawn with `rng`, as in the seed: [batch_size, latent_dim] float32.
+  """z ~ Uniform[-1, 1]^latent_dim drawn with `rng` (the original report's prior).
 
-  `batch_size` and `latent_dim` must be static under jit.
+  Returns [batch_size, latent_dim] float32; `batch_size` and `latent_dim` must be static under jit.
   """
   return jax.random.uniform(rng, (batch_size, latent_dim), jnp.float32, -1.0, 1.0)
 
@@ -108,9 +108,9 @@ def train_step(state: GANState, batch: dict[str, jax.Array], rng: jax.Array, *,
     state: GANState (from create_gan_state, with any optax optimizers).
     batch: {'image': [B, S, S, C] float32 in [-1, 1]}, any B; other keys are ignored.
     rng: PRNG key for z, and for the generator's and discriminator's dropout.
-    latent_dim: size of z (the seed: 100).
+    latent_dim: size of z (the original report: 100).
     loss: a name in gan_aec.dcgan.losses.LOSSES ('non_saturating', 'hinge', 'least_squares').
-    real_label: the discriminator's target for real images (the seed smooths it to 0.9).
+    real_label: the discriminator's target for real images (the original report smooths it to 0.9).
     ema_decay: when set, state.ema_params <- decay * ema + (1 - decay) * new generator params.
 
   Returns:

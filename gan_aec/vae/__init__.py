@@ -1,4 +1,4 @@
-"""The seed's convolutional VAE with a correct ELBO and an importance-weighted likelihood bound.
+"""The report's convolutional VAE with a correct ELBO and an importance-weighted likelihood bound.
 
 Public API: the model, the reparameterisation, the pure losses (ELBO parts, IWAE bound), the state
 constructor, the pure train and eval steps, and encoding / decoding / sampling. The losses need

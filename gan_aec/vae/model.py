@@ -1,11 +1,11 @@
-"""The seed's convolutional VAE as a Flax module.
+"""The original report's convolutional VAE as a Flax module.
 
 Encoder: Conv(32, 3x3, relu) -> Conv(64, 3x3, stride 2, relu) [H/2] -> Conv(64, 3x3, relu) ->
   Conv(64, 3x3, relu) -> Flatten -> Dense(32, relu) -> Dense(latent_dim) mean and
   Dense(latent_dim) log-variance.
 Decoder: Dense(H/2 * W/2 * 64, relu) -> reshape -> ConvTranspose(32, 3x3, stride 2, relu) [H] ->
   Conv(channels, 3x3) logits of Bernoulli pixel means.
-The seed named its second head log-sigma, sampled with exp(log_sigma) but used it as a
+The original report named its second head log-sigma, sampled with exp(log_sigma) but used it as a
 log-variance in the KL; here it is a log-variance everywhere: z = mean + exp(logvar / 2) * eps.
 """
 

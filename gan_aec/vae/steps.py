@@ -20,7 +20,8 @@ from gan_aec import train_state
 from gan_aec.train_state import TrainState
 from gan_aec.vae import losses
 
-# The seed's loss: mean BCE over pixels + 5e-4 * mean KL over latents (a heavily down-weighted KL).
+# The original report's loss: mean BCE over pixels + 5e-4 * mean KL over latents (a heavily
+# down-weighted KL).
 SEED_KL_WEIGHT = 5e-4
 
 
@@ -38,8 +39,8 @@ def create_train_state(model: nn.Module, *, tx: optax.GradientTransformation, rn
     TrainState with params, optimizer state, step 0 and an empty `batch_stats`.
   """
   # The sampling key of the init call only draws the forward pass's z; it does not touch params.
-  params = model.init({'params': rng}, example_images[:1], jax.random.key(0))['params']
-  return train_state.create(model=model, params=params, tx=tx)
+  return train_state.init(model, example_images[:1], jax.random.key(0), tx=tx,
+                          rngs={'params': rng})
 
 
 def binarize(images: jax.Array, rng: jax.Array) -> jax.Array:
@@ -60,7 +61,7 @@ def training_loss(parts: dict[str, jax.Array], *, beta: float, weighting: str,
   """The scalar the optimizer minimises, from negative_elbo's per-image parts ([B] each).
 
   weighting='elbo': mean over images of recon + beta * kl (nats per image; beta=1 is the ELBO).
-  weighting='seed': the seed report's mean BCE per pixel + 5e-4 * mean KL per latent.
+  weighting='seed': the original report's mean BCE per pixel + 5e-4 * mean KL per latent.
   """
   if weighting == 'elbo':
     return jnp.mean(parts['recon'] + beta * parts['kl'])
@@ -80,7 +81,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
     batch: {'image': [B, H, W, C] float32 in [0, 1]}, any B; other keys are ignored.
     rng: PRNG key for the reparameterisation noise and the binarisation.
     beta: weight of the KL term (1: the ELBO).
-    weighting: 'elbo' (default) or 'seed' (the seed report's down-weighted KL; see training_loss).
+    weighting: 'elbo' (default) or 'seed' (the report's down-weighted KL; see training_loss).
     dynamic_binarization: resample binary pixels from the grey levels at every step.
 
   Returns:

@@ -1,0 +1,130 @@
+"""Config pieces every config file shares, the one check of a config's fields, and config loading.
+
+Each configs/*.py file builds its ConfigDict from these blocks (dataset, sample metrics, loop
+fields, the smoke shrink); `validate` is the one place a config's shared fields are checked,
+before any data is read or anything compiled; each family's own fields are checked where its
+task reads them (gan_aec.run.tasks).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import ml_collections
+
+from gan_aec import data
+from gan_aec.errors import ConfigError
+
+# The size of configs that do not set `image_size` (every model but the DCGAN is 28x28 only).
+DEFAULT_IMAGE_SIZE = 28
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+POSITIVE_FIELDS = ('batch_size', 'num_train_steps', 'log_every_steps', 'eval_every_steps',
+                   'checkpoint_every_steps', 'eval_batch_size', 'sample_every_steps')
+
+
+def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
+  """The `config.dataset` block."""
+  dataset = ml_collections.ConfigDict()
+  dataset.name = name  # 'mnist' (28x28 grey) or 'celeb_a' (RGB faces; channels follow the data).
+  dataset.data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS data dir; None = default.
+  # No `mnist` in data_dir and no network: train on the bundled 10,000 real test digits
+  # (8,000 train / 2,000 test) with a warning. False: stop with the offline-import command instead.
+  dataset.offline_fallback = True
+  dataset.download = True  # Let TFDS download when the data is missing and the server answers.
+  # CelebA only: where the decoded, cropped and resized splits are cached as uint8 .npy files
+  # (default: <data_dir>/gan_aec_cache).
+  dataset.cache_dir = ml_collections.FieldReference(None, field_type=str)
+  # Filled in by the run: 'tfds' or (MNIST only) 'bundled_mnist_t10k'; recorded in config.json
+  # and metrics.jsonl.
+  dataset.source = ml_collections.FieldReference(None, field_type=str)
+  return dataset
+
+
+def sample_metrics_config() -> ml_collections.ConfigDict:
+  """The `config.sample_metrics` block of the generative models (see gan_aec.run.sample_quality)."""
+  block = ml_collections.ConfigDict()
+  # A configs/mnist_classifier.py workdir, or python:package.module:function (a network you supply,
+  # see gan_aec.run.sample_quality). Set: FID, KID, precision/recall, density/coverage and class
+  # statistics at every evaluation, and the best-FID state kept in WORKDIR/best_checkpoint.
+  # None: none of these.
+  block.extractor = ml_collections.FieldReference(None, field_type=str)
+  block.num_samples = 10_000  # N generated and N real test images (fewer if the split is smaller).
+  return block
+
+
+def compute_dtype(config: ml_collections.ConfigDict):
+  """`config.compute_dtype` ('float32' when absent) as a JAX dtype; ConfigError if unsupported."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  name = config.get('compute_dtype', 'float32')
+  if name not in COMPUTE_DTYPES:
+    raise ConfigError(f'compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {name!r}.')
+  return jnp.dtype(name)
+
+
+def image_size(config: ml_collections.ConfigDict) -> int:
+  """The square image size the model trains at: `config.image_size`, 28 when the config has none."""
+  return int(config.get('image_size', DEFAULT_IMAGE_SIZE))
+
+
+def channels(config: ml_collections.ConfigDict) -> int:
+  """Image channels of config.dataset (1 for MNIST, 3 for CelebA): the models' outputs follow it."""
+  return data.get(config.dataset.name).channels
+
+
+def add_loop_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Loop settings every config shares, with their defaults."""
+  # Evaluate the untrained model at step 0 (the start of every eval curve). Turn off when an
+  # evaluation is expensive, e.g. the VAE's IWAE bound with 1,000 samples.
+  config.eval_at_start = True
+  # Resuming a workdir whose config.json differs in a field that defines the experiment (model,
+  # data, optimiser, batch size, seed, ...) is an error unless this is True (gan_aec.run.workdir).
+  config.allow_config_change = False
+  # On CPU, one JAX device per core, each training on a shard of the batch (run/cpu_devices.py).
+  # False: one device that uses every core (faster for models with BatchNorm and wide matmuls).
+  config.cpu_data_parallel = True
+  return config
+
+
+def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to seconds of work: for tests and CI, never for numbers."""
+  config.batch_size = 8
+  config.eval_batch_size = 64
+  config.num_train_steps = 4
+  config.log_every_steps = 2
+  config.eval_every_steps = 4
+  config.checkpoint_every_steps = 2
+  return config
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Stops a bad config with a ConfigError before any data is read or anything is compiled.
+
+  Checks the dataset and its image size, the positive step and batch fields, and that the batch
+  sizes split evenly over `num_devices` data-parallel devices. (The model name and each family's
+  own fields are checked by gan_aec.run.tasks.build_task.)
+  """
+  data.get(config.dataset.name, image_size(config))
+  for field in POSITIVE_FIELDS:
+    if field in config and int(config[field]) <= 0:
+      raise ConfigError(f'config.{field} must be a positive integer, got {config[field]}.')
+  for field in ('batch_size', 'eval_batch_size'):
+    if config[field] % num_devices:
+      raise ConfigError(f'config.{field}={config[field]} is not divisible by the {num_devices} '
+                        f'devices; use a multiple of {num_devices}.')
+
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'configs')
+
+
+def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of configs/<name>.py (name may also be a path to a config file)."""
+  path = name if name.endswith('.py') else os.path.join(CONFIGS_DIR, f'{name}.py')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'No config file {path}.')
+  spec = importlib.util.spec_from_file_location(f'gan_aec_config_{os.path.basename(path)[:-3]}',
+                                                path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

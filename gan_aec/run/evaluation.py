@@ -1,0 +1,173 @@
+"""Evaluation: a state's test metrics over a whole split, and a finished run's sample metrics
+recomputed from its checkpoints (what `python -m gan_aec.evaluate` runs).
+
+    metrics = evaluate_split(eval_fn, state, data.test, ...)  # {"eval_<name>": mean over the split}
+    record = evaluate_checkpoints(workdir, checkpoint='latest,best', references=True)
+
+evaluate_checkpoints scores N generated images (the same latents the training loop scores)
+against the first N test images, in the extractor's features: FID, KID (+ std over subsets),
+precision, recall, density, coverage and, with a classifier, the class histogram, classes
+covered, mean confidence and classifier score. WORKDIR/eval.json keeps one entry per checkpoint
+evaluated ('latest', 'best' or 'step_N'), each with N, split, extractor and step, so that runs
+are compared on equal terms; `references` adds the yardsticks for the same N and extractor: real
+training images, uniform noise, and one training image repeated N times.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from typing import Any, Callable
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from gan_aec import data as datasets
+from gan_aec.data import batching
+from gan_aec.data.splits import Split
+from gan_aec.errors import UserError
+from gan_aec.run import checkpointing, config as config_lib, cpu_devices, sample_quality
+from gan_aec.run import sharding, tasks
+from gan_aec.run import workdir as run_workdir
+
+EVAL_FILE = 'eval.json'
+# Streams derived from config.seed: the latents of the samples scored by the sample metrics.
+SAMPLE_METRICS_STREAM = 4
+
+
+def sample_metrics_rng(seed: int) -> jax.Array:
+  """The key of the samples scored at every evaluation: the same latents each time, and the
+  same ones evaluate_checkpoints scores, so its numbers match the training log's."""
+  return jax.random.fold_in(jax.random.key(seed), SAMPLE_METRICS_STREAM)
+
+
+def evaluate_split(eval_fn: Callable, state: Any, split: Split, batch_size: int, rng: jax.Array,
+                 batch_sharding: jax.sharding.NamedSharding,
+                 value_range: batching.ValueRange) -> dict[str, float]:
+  """eval_fn's sums over every image of `split`, divided by their count: {'eval_<name>': mean}."""
+  wait = cpu_devices.wait_for_each_step(batch_sharding.mesh)
+  totals = None
+  for i, batch in enumerate(batching.eval_batches(
+      split, batch_size, process_index=jax.process_index(), process_count=jax.process_count(),
+      value_range=value_range)):
+    sums = eval_fn(state, sharding.global_batch(batch, batch_sharding), jax.random.fold_in(rng, i))
+    if wait:
+      jax.block_until_ready(sums)
+    totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+  totals = sharding.to_host(totals)
+  count = totals.pop('count')
+  return {f'eval_{k}': float(v) / float(count) for k, v in totals.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# A finished run's sample metrics, from its checkpoints.
+# --------------------------------------------------------------------------------------------------
+
+def _load_run(workdir: str) -> ml_collections.ConfigDict:
+  saved = run_workdir.saved_config(workdir)
+  if saved is None:
+    raise UserError(f'No run in {workdir} (no config.json); train one with '
+                    'python -m gan_aec.main --config=... --workdir=' + workdir)
+  return ml_collections.ConfigDict(saved)
+
+
+def _checkpoint_step(workdir: str, which: str) -> tuple[str, str, int]:
+  """(label, checkpoint directory, step) for a checkpoint name."""
+  if which == 'best':
+    directory = os.path.join(workdir, 'best_checkpoint')
+    steps = checkpointing.committed_steps(directory)
+    if not steps:
+      raise UserError(f'{workdir} has no best checkpoint: it was trained without '
+                      'config.sample_metrics.extractor. Use --checkpoint=latest.')
+    return 'best', directory, steps[-1]
+  directory = os.path.join(workdir, 'checkpoints')
+  steps = checkpointing.committed_steps(directory)
+  if not steps:
+    raise UserError(f'{workdir} has no checkpoint yet.')
+  if which == 'latest':
+    return 'latest', directory, steps[-1]
+  if not which.isdigit() or int(which) not in steps:
+    raise UserError(f'--checkpoint={which}: use latest, best or one of the steps {steps}.')
+  return f'step_{which}', directory, int(which)
+
+
+def reference_images(train: np.ndarray, num: int, seed: int = 0) -> dict[str, np.ndarray]:
+  """Yardsticks [num, H, W, C] in [0, 1]: a random sample of the real training images (what a
+  perfect generator of the training distribution would give), uniform noise, and one training
+  image repeated."""
+  shape = train.shape[1:]
+  rng = np.random.default_rng(seed)
+  pick = np.sort(rng.choice(len(train), min(num, len(train)), replace=False))
+  real = train[pick].astype(np.float32) / 255.0
+  return {'real_train_images': real,
+          'uniform_noise': rng.uniform(size=(num, *shape)).astype(np.float32),
+          'one_repeated_image': np.repeat(real[:1], num, axis=0)}
+
+
+def _write(path: str, record: dict) -> None:
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+  with os.fdopen(fd, 'w', encoding='utf-8') as f:
+    json.dump(record, f, indent=1)
+  os.replace(tmp, path)
+
+
+def summary(scores: dict) -> str:
+  """The scalar sample metrics on one line."""
+  return ' '.join(f'{k}={scores[k]:.4g}' for k in sample_quality.SCALARS if k in scores)
+
+
+def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor: str | None = None,
+                         num_samples: int | None = None, references: bool = False) -> dict:
+  """Scores the run in workdir; updates and returns the contents of WORKDIR/eval.json.
+
+  checkpoint: 'latest', 'best', a step, or several of them separated by commas (data, extractor and
+  real features are then loaded once for all). extractor: a spec (see gan_aec.run.sample_quality);
+  default the run's sample_metrics.extractor (for a classifier run, the run itself).
+  """
+  config = _load_run(workdir)
+  block = config.get('sample_metrics') or {}
+  spec = extractor or block.get('extractor') or (workdir if config.model == 'classifier' else None)
+  if not spec:
+    raise UserError('No feature extractor: pass --extractor=CLASSIFIER_WORKDIR (train one with '
+                    'configs/mnist_classifier.py) or python:module:function.')
+  task = tasks.build_task(config)
+  if task.sample_images is None and not references:
+    raise UserError(f'A {config.model} run does not generate samples; only --references can be '
+                    'computed for it.')
+  data = datasets.load(config.dataset, config_lib.image_size(config))
+  quality = sample_quality.SampleQuality(
+      sample_quality.load_extractor(spec), data.test,
+      num_samples or block.get('num_samples') or len(data.test),
+      datasets.cache_dir(config.dataset), sample_quality.dataset_id(config))
+  path = os.path.join(workdir, EVAL_FILE)
+  record = {}
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      record = json.load(f)
+  common = {**quality.record(), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec='seconds')}
+
+  if task.sample_images is not None:
+    example = {'image': batching.to_float(data.test.images[:1], task.image_range)}
+    abstract = jax.eval_shape(task.create_state, jax.random.key(0), example)
+  for which in (checkpoint.split(',') if task.sample_images is not None else []):
+    label, directory, step = _checkpoint_step(workdir, which.strip())
+    state = checkpointing.restore_on_one_device(directory, step, abstract)
+    samples = task.sample_images(state, sample_metrics_rng(config.seed), quality.num_samples)
+    record[label] = {'step': step,
+                     'checkpoint': os.path.join(os.path.basename(directory), str(step)),
+                     **common, **quality.evaluate(samples)}
+    logging.info('%s (step %d): %s', label, step, summary(record[label]))
+  if references:
+    record['references'] = {**common, **{
+        name: quality.evaluate(images)
+        for name, images in reference_images(data.train.images, quality.num_samples).items()}}
+    for name, scores in record['references'].items():
+      if isinstance(scores, dict):
+        logging.info('reference %s: %s', name, summary(scores))
+  _write(path, record)
+  return record

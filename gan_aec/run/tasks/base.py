@@ -1,0 +1,50 @@
+"""The small interface through which the one training loop drives every model family.
+
+A family's task module (gan_aec.run.tasks.<family>) provides `build_task(config) -> Task`. The
+steps in a Task are the library's pure module-level steps (gan_aec.<family>.train_step) with
+their hyperparameters bound from the config (functools.partial), so the loop's jitted, sharded
+version wraps the same functions a researcher imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from gan_aec.data import batching
+
+State = Any
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What the loop needs of a model family.
+
+  Attributes:
+    create_state: (rng, example_batch) -> the step-0 state pytree; traceable (the loop jits it).
+    train_step: (state, batch, rng) -> (state, metrics of scalars); pure, jitted by the loop.
+    eval_step: (state, batch, rng) -> sums over the batch's valid examples, with 'count'; the loop
+      adds them over the test split and divides by 'count', logging `eval_<name>`.
+    write_figures: (state, test_split, figures_dir, step, final) -> paths written; host code, run
+      after each evaluation (final=True at the end of training).
+    write_samples: optional (state, figures_dir, step) -> paths written, run every
+      `sample_every_steps` steps between evaluations (the GAN's sample grids).
+    sample_every_steps: how often write_samples runs (None: never).
+    image_range: the (low, high) float range the steps expect batch['image'] in; the input
+      pipeline maps uint8 0..255 onto it.
+    sample_images: optional (state, rng, num) -> float32 [num, H, W, C] images in [0, 1], new
+      samples of a generative model (scored by the sample metrics; host code).
+  """
+  create_state: Callable[[jax.Array, Batch], State]
+  train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
+  eval_step: Callable[[State, Batch, jax.Array], Metrics]
+  write_figures: Callable[..., list[str]]
+  write_samples: Callable[..., list[str]] | None = None
+  sample_every_steps: int | None = None
+  image_range: tuple[float, float] = batching.UNIT_RANGE
+  sample_images: Callable[[State, jax.Array, int], np.ndarray] | None = None

@@ -1,0 +1,86 @@
+"""Checkpoints (gan_aec.run.checkpointing): interval saves, restore, damage, the best-FID state."""
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gan_aec import errors
+from gan_aec.run import checkpointing
+
+
+def state(value: float) -> dict:
+  return {'params': {'w': jnp.full((3, 2), value)}, 'step': jnp.asarray(int(value), jnp.int32)}
+
+
+def test_saves_on_the_interval_keeps_the_newest_and_restores_exactly(tmp_path):
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), every_steps=2, max_to_keep=2)
+  assert checkpointer.latest_step() is None
+  assert not checkpointer.should_save(3) and checkpointer.should_save(4)
+  for step in range(1, 9):
+    checkpointer.save(step, state(step))
+  assert checkpointer.save(9, state(9), force=True)
+  checkpointer.close()
+  directory = os.path.join(str(tmp_path), 'checkpoints')
+  assert checkpointing.committed_steps(directory) == [8, 9]
+
+  again = checkpointing.Checkpointer(str(tmp_path), every_steps=2)
+  assert again.latest_step() == 9
+  restored = again.restore(checkpointing.abstract_like(state(0)))
+  again.close()
+  np.testing.assert_array_equal(restored['params']['w'], np.full((3, 2), 9.0))
+  assert int(restored['step']) == 9
+  on_one = checkpointing.restore_on_one_device(directory, 8)  # As saved: nested dicts.
+  np.testing.assert_array_equal(on_one['params']['w'], np.full((3, 2), 8.0))
+
+
+def test_a_half_written_checkpoint_is_not_a_committed_step(tmp_path):
+  directory = tmp_path / 'checkpoints'
+  (directory / '4').mkdir(parents=True)
+  (directory / '6.orbax-checkpoint-tmp-123').mkdir()
+  assert checkpointing.committed_steps(str(directory)) == [4]
+  assert checkpointing.committed_steps(str(tmp_path / 'absent')) == []
+
+
+def test_a_damaged_checkpoint_names_itself_and_the_one_to_fall_back_to(tmp_path):
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), every_steps=1)
+  checkpointer.save(1, state(1))
+  checkpointer.save(2, state(2))
+  checkpointer.close()
+  damaged = os.path.join(str(tmp_path), 'checkpoints', '2', 'default')
+  for root, _, files in os.walk(damaged):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'garbage')
+  again = checkpointing.Checkpointer(str(tmp_path), every_steps=1)
+  with pytest.raises(errors.CheckpointError, match='resume from step 1 instead') as error:
+    again.restore(checkpointing.abstract_like(state(0)))
+  again.close()
+  assert 'damaged_checkpoint_2' in str(error.value)
+  with pytest.raises(errors.CheckpointError, match='cannot be read'):
+    checkpointing.restore_on_one_device(os.path.join(str(tmp_path), 'checkpoints'), 2)
+  shutil.rmtree(os.path.join(str(tmp_path), 'checkpoints', '1'))
+  again = checkpointing.Checkpointer(str(tmp_path), every_steps=1)
+  with pytest.raises(errors.CheckpointError, match='no earlier checkpoint'):
+    again.restore(checkpointing.abstract_like(state(0)))
+  again.close()
+
+
+def test_best_checkpoint_keeps_only_the_lowest_metric_across_restarts(tmp_path):
+  best = checkpointing.BestCheckpointer(str(tmp_path))
+  assert best.best() is None
+  assert best.offer(10, state(10), 5.0)
+  assert not best.offer(20, state(20), 7.0)
+  assert best.offer(30, state(30), 3.0)
+  best.close()
+  again = checkpointing.BestCheckpointer(str(tmp_path))
+  assert again.best() == (30, 3.0)
+  assert not again.offer(40, state(40), 3.0)  # Not strictly lower.
+  again.close()
+  assert os.listdir(os.path.join(str(tmp_path), 'best_checkpoint')) == ['30']
+  restored = checkpointing.restore_on_one_device(os.path.join(str(tmp_path), 'best_checkpoint'),
+                                                 30, jax.eval_shape(lambda: state(0)))
+  assert int(restored['step']) == 30

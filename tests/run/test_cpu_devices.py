@@ -1,0 +1,109 @@
+"""One CPU device per core (gan_aec.run.cpu_devices) and micro-batching of a sharded batch."""
+
+import os
+import subprocess
+import sys
+
+from jax._src import xla_bridge
+
+from gan_aec.run import cpu_devices
+
+from tests import helpers
+
+REPO = str(helpers.REPO)
+
+
+def test_device_count_divides_every_batch_size():
+  assert cpu_devices.device_count_for([200, 1000], cores=2) == 2
+  assert cpu_devices.device_count_for([200, 1000], cores=3) == 2
+  assert cpu_devices.device_count_for([16, 1000], cores=16) == 8
+  assert cpu_devices.device_count_for([7], cores=4) == 1
+
+
+def test_split_sets_the_flag_only_when_it_can_take_effect(monkeypatch):
+  running = {'value': False}
+  monkeypatch.setattr(xla_bridge, 'backends_are_initialized', lambda: running['value'])
+  monkeypatch.setattr(cpu_devices, 'available_cores', lambda: 4)
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_enable_fast_math=false')
+  assert cpu_devices.split_into_devices([200, 1000]) == 4
+  assert os.environ['XLA_FLAGS'] == ('--xla_cpu_enable_fast_math=false '
+                                     '--xla_force_host_platform_device_count=4')
+  # A user's own device count stays.
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=3')
+  assert cpu_devices.split_into_devices([200]) is None
+  assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=3'
+  # JAX already running: the flag could no longer take effect.
+  running['value'] = True
+  monkeypatch.setenv('XLA_FLAGS', '')
+  assert cpu_devices.split_into_devices([200]) is None
+  assert os.environ['XLA_FLAGS'] == ''
+
+
+_SHARDED_MICROBATCHES = r'''
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from gan_aec import microbatching
+assert jax.device_count() == 4
+mesh = jax.make_mesh((4,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+
+def loss_sum(w, batch, noise):
+  pred = jnp.tanh((batch['x'] + noise) @ w)
+  return jnp.sum((pred - batch['y']) ** 2), jnp.sum(pred)
+
+rng = np.random.default_rng(0)
+w = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+batch = {'x': rng.normal(size=(24, 5)).astype(np.float32),
+         'y': rng.normal(size=(24, 3)).astype(np.float32)}
+noise = rng.normal(size=(24, 5)).astype(np.float32)
+whole = jax.value_and_grad(loss_sum, has_aux=True)(w, batch, noise)
+
+def step(w, batch, noise):
+  with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+    return microbatching.sum_value_and_grad(loss_sum, w, batch, 4, noise)
+
+batch, noise = jax.device_put((batch, noise), NamedSharding(mesh, P('data')))
+step = jax.jit(step)
+# 6 images per device: micro-batches of 4 and 2 on each, summed across devices.
+for a, b in zip(jax.tree.leaves(step(w, batch, noise)), jax.tree.leaves(whole)):
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+assert 'manual_computation' in step.lower(w, batch, noise).as_text()  # Per-device micro-batches.
+print('same gradient')
+'''
+
+
+@pytest.mark.slow
+def test_sharded_batch_is_micro_batched_per_device_with_the_same_gradient():
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
+         'TF_CPP_MIN_LOG_LEVEL': '2'}
+  result = subprocess.run([sys.executable, '-c', _SHARDED_MICROBATCHES], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'same gradient' in result.stdout
+
+
+def test_wait_for_each_step_only_with_several_local_cpu_devices():
+  import jax  # pylint: disable=g-import-not-at-top
+  one = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+  assert not cpu_devices.wait_for_each_step(one)
+  if jax.local_device_count() > 1 and jax.default_backend() == 'cpu':
+    several = jax.make_mesh((2,), ('data',), devices=jax.devices()[:2])
+    assert cpu_devices.wait_for_each_step(several)
+
+
+@pytest.mark.slow
+def test_many_queued_steps_on_two_cpu_devices_do_not_deadlock(tmp_path):
+  # Without the wait for each step, 400 steps dispatched between two logs made XLA:CPU's
+  # all-reduce wait forever (the process aborted); the short timeouts make such a hang fail fast.
+  env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
+         'XLA_FLAGS': ('--xla_force_host_platform_device_count=2 '
+                       '--xla_cpu_collective_call_terminate_timeout_seconds=10 '
+                       '--xla_cpu_collective_call_warn_stuck_timeout_seconds=5')}
+  result = subprocess.run(
+      [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
+       f'--workdir={tmp_path}/run', f'--config.dataset.data_dir={tmp_path}/no_tfds',
+       '--config.dataset.download=False', '--config.num_train_steps=400',
+       '--config.log_every_steps=400', '--config.eval_every_steps=400',
+       '--config.eval_at_start=False', '--config.checkpoint_every_steps=400'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'on 2 device(s)' in result.stderr and 'Finished at step 400' in result.stderr

@@ -1,0 +1,53 @@
+"""metrics.jsonl and TensorBoard (gan_aec.run.metric_logging): records, resume, progress."""
+
+import json
+import os
+
+import numpy as np
+
+from gan_aec.run import metric_logging
+
+
+def lines(workdir) -> list[dict]:
+  with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+    return [json.loads(line) for line in f]
+
+
+def test_records_go_to_jsonl_and_tensorboard(tmp_path):
+  logger = metric_logging.MetricLogger(str(tmp_path))
+  logger.write_run_start(0, {'model': 'vae', 'devices': 2})
+  logger.write_scalars(10, {'loss': np.float32(1.5), 'eval_psnr': 20})
+  logger.close()
+  assert lines(tmp_path) == [{'event': 'run_start', 'step': 0, 'model': 'vae', 'devices': 2},
+                             {'step': 10, 'loss': 1.5, 'eval_psnr': 20.0}]
+  assert any(name.startswith('events.out.tfevents') for name in os.listdir(tmp_path))
+
+
+def test_a_process_other_than_the_writer_writes_nothing(tmp_path):
+  logger = metric_logging.MetricLogger(str(tmp_path), is_writer=False)
+  logger.write_scalars(1, {'loss': 1.0})
+  logger.close()
+  assert os.listdir(tmp_path) == []
+
+
+def test_resume_drops_records_after_the_checkpoint_and_a_cut_line(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"event": "run_start", "step": 0}\n{"step": 10, "loss": 3}\n'
+                  '{"step": 20, "loss": 2}\n{"step": 30, "lo', encoding='utf-8')
+  assert [r['step'] for r in metric_logging.read_records(str(tmp_path))] == [0, 10, 20]
+  metric_logging.MetricLogger(str(tmp_path), resume_step=10).close()
+  assert lines(tmp_path) == [{'event': 'run_start', 'step': 0}, {'step': 10, 'loss': 3}]
+  # A restart from step 0 (killed before its first checkpoint): only run_start history stays.
+  metric_logging.MetricLogger(str(tmp_path), resume_step=0).close()
+  assert lines(tmp_path) == [{'event': 'run_start', 'step': 0}]
+  assert metric_logging.read_records(str(tmp_path / 'absent')) == []
+
+
+def test_progress_rates_and_eta():
+  progress = metric_logging.Progress(start_step=0, total_steps=100, batch_size=8)
+  rates = progress.update(10)
+  assert rates['steps_per_s'] > 0 and rates['images_per_s'] == 8 * rates['steps_per_s']
+  assert np.isclose(rates['eta_s'], 90 / rates['steps_per_s'])
+  assert metric_logging.format_eta(3725) == '1:02:05'
+  assert metric_logging.format_eta(65) == '1:05'
+  assert metric_logging.format_eta(float('nan')) == '?'

@@ -1,0 +1,58 @@
+"""A run's identity in its workdir (gan_aec.run.workdir): config.json and the resume check."""
+
+import json
+import os
+
+import pytest
+
+from gan_aec import errors
+from gan_aec.run import config as config_lib, workdir
+
+
+def test_config_json_round_trip_and_no_temporary_file_left(tmp_path):
+  config = config_lib.load_config('vae', 'smoke')
+  assert workdir.saved_config(str(tmp_path)) is None
+  workdir.write_config(config, str(tmp_path))
+  assert os.listdir(tmp_path) == [workdir.CONFIG_FILE]
+  saved = workdir.saved_config(str(tmp_path))
+  assert saved['model'] == 'vae' and saved['batch_size'] == config.batch_size
+  assert not workdir.differences(saved, config)
+
+
+def test_an_unreadable_config_json_is_a_user_error_naming_it(tmp_path):
+  (tmp_path / workdir.CONFIG_FILE).write_text('{"model": "va', encoding='utf-8')
+  with pytest.raises(errors.WorkdirMismatchError, match='config.json is unreadable'):
+    workdir.saved_config(str(tmp_path))
+
+
+def test_only_fields_that_define_the_experiment_count_as_differences():
+  config = config_lib.load_config('autoencoder', 'smoke')
+  saved = json.loads(config.to_json_best_effort())
+  config.num_train_steps = 99  # How long: resumable.
+  config.dataset.data_dir = '/elsewhere'  # Where the same data lies: resumable.
+  config.microbatch_size = 4  # The same gradient in pieces: resumable.
+  assert not workdir.differences(saved, config)
+  config.learning_rate = 0.5
+  config.seed = 7
+  assert workdir.differences(saved, config) == {'learning_rate': (0.001, 0.5), 'seed': (0, 7)}
+
+
+def test_resume_check_refuses_another_experiment_unless_allowed(tmp_path):
+  config = config_lib.load_config('autoencoder', 'smoke')
+  saved = json.loads(config.to_json_best_effort())
+  assert workdir.check_resume(config, str(tmp_path), None) == {}
+  config.batch_size = 16
+  with pytest.raises(errors.WorkdirMismatchError, match=r'batch_size: 8 in the workdir, 16 now'):
+    workdir.check_resume(config, str(tmp_path), saved)
+  config.allow_config_change = True
+  assert workdir.check_resume(config, str(tmp_path), saved) == {'batch_size': (8, 16)}
+
+
+def test_a_workdir_trained_on_other_data_is_refused(tmp_path):
+  config = config_lib.load_config('autoencoder', 'smoke')
+  saved = {'dataset': {'source': 'bundled_mnist_t10k'}}
+  workdir.check_data_source(config, str(tmp_path), saved, 'bundled_mnist_t10k')  # Same: fine.
+  with pytest.raises(errors.WorkdirMismatchError, match="trained on dataset.source='bundled"):
+    workdir.check_data_source(config, str(tmp_path), saved, 'tfds')
+  config.allow_config_change = True
+  workdir.check_data_source(config, str(tmp_path), saved, 'tfds')
