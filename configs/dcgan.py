@@ -59,7 +59,7 @@ def get_config(arg=None):
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 500
   config.sample_metrics = config_lib.sample_metrics_config()
-  config_lib.add_loop_fields(config)
+  config_lib.add_loop_fields(config, sweepable=('learning_rate', 'real_label'))
   # On CPU, train as one device that uses every core (True: one device per core, each on a shard
   # of the batch, as the other models do; the DCGAN's BatchNorm and wide matmuls are faster whole).
   config.cpu_data_parallel = False

@@ -64,7 +64,7 @@ def get_config(arg=None):
   config.eval_every_steps = 2500
   config.checkpoint_every_steps = 2500
   config.sample_metrics = config_lib.sample_metrics_config()
-  config_lib.add_loop_fields(config)
+  config_lib.add_loop_fields(config, sweepable=('learning_rate', 'beta'))
 
   for variant in (arg.split(',') if arg else []):
     if variant == 'latent16':

@@ -11,6 +11,8 @@ from the repository root as modules, e.g. `python -m experiments.vae_mnist --qui
   --runs_dir=DIR     where the runs' workdirs go (default runs/experiments)
   --results_dir=DIR  where the results go (default experiments/results)
   --fresh            start the run over instead of resuming it (quick runs always start over)
+  --num_seeds=K      train K seeds (seed 0..K-1) as one program (config.num_seeds); the results
+                     page then shows each metric's mean +- std over the seeds
 The training and evaluation are `gan_aec.run.loop.train_and_evaluate` and
 `gan_aec.run.evaluation.evaluate_checkpoints`,
 the functions behind `python -m gan_aec.main` and `python -m gan_aec.evaluate`; each summary records
@@ -73,6 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument('--runs_dir', default=os.path.join(REPO, 'runs', 'experiments'))
   parser.add_argument('--results_dir', default=os.path.join(REPO, 'experiments', 'results'))
   parser.add_argument('--fresh', action='store_true')
+  parser.add_argument('--num_seeds', type=int, default=1)
   return parser.parse_args(argv)
 
 
@@ -81,6 +84,8 @@ def build_config(experiment: Experiment, args: argparse.Namespace):
   path, _, variant = experiment.config.partition(':')
   config = config_lib.load_config(os.path.join(REPO, path), variant or None)
   overrides = dict(experiment.quick) if args.quick else {}
+  if getattr(args, 'num_seeds', 1) > 1:
+    overrides['num_seeds'] = args.num_seeds
   if args.data_dir:
     overrides['dataset.data_dir'] = os.path.abspath(args.data_dir)
   for key, value in overrides.items():
@@ -131,7 +136,8 @@ def final_metrics(records: list[dict[str, Any]], train_keys: tuple[str, ...]) ->
     if 'event' in record:
       continue
     for key, value in record.items():
-      if key.startswith('eval_') or key in train_keys:
+      base = key.removesuffix('_per_replica').removesuffix('_std')
+      if base.startswith('eval_') or base in train_keys:
         out[key] = value
   return out
 
@@ -189,7 +195,9 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
   summary = {
       'name': experiment.name, 'title': experiment.title,
       'mode': 'quick' if args.quick else 'full',
+      'num_seeds': config.num_seeds,
       'script': f'python -m experiments.{experiment.name}' + (' --quick' if args.quick else '')
+                + (f' --num_seeds={args.num_seeds}' if args.num_seeds > 1 else '')
                 + (f' --data_dir={DATA_DIR_PLACEHOLDER}' if args.data_dir else ''),
       'train_command': _command(experiment, workdir, overrides),
       'eval_command': eval_command,

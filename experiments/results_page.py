@@ -15,7 +15,7 @@ from typing import Any
 
 ORDER = ('autoencoder_mnist', 'denoising_autoencoder_mnist', 'vae_mnist', 'mnist_classifier',
          'dcgan_mnist', 'dcgan_celeb_a', 'dcgan_celeb_a64')
-SAMPLE_METRIC_NAMES = ('fid', 'kid', 'kid_std', 'precision', 'recall', 'density', 'coverage',
+SAMPLE_METRIC_NAMES = ('fid', 'kid', 'kid_subsets_std', 'precision', 'recall', 'density', 'coverage',
                        'classes_covered', 'mean_confidence', 'classifier_score')
 SAMPLE_COLUMNS = ('fid', 'kid', 'precision', 'recall', 'density', 'coverage', 'classes_covered',
                   'mean_confidence')
@@ -25,6 +25,19 @@ def _fmt(value: Any) -> str:
   if isinstance(value, float):
     return f'{value:.4g}' if abs(value) >= 1e-3 or value == 0 else f'{value:.2e}'
   return str(value)
+
+
+def _value(values: dict[str, Any], name: str) -> str:
+  """A metric as written on the page: `mean ± std` when it was measured over several seeds."""
+  if name not in values:
+    return ''
+  if f'{name}_std' in values:
+    return f'{_fmt(values[name])} ± {_fmt(values[f"{name}_std"])}'
+  return _fmt(values[name])
+
+
+def _is_spread(name: str) -> bool:
+  return name.endswith(('_std', '_per_replica'))
 
 
 def _sample_table(evaluation: dict[str, Any]) -> list[str]:
@@ -44,7 +57,7 @@ def _sample_table(evaluation: dict[str, Any]) -> list[str]:
            '|---|---|' + '---|' * len(columns)]
   for label, scores in rows:
     step = scores.get('step', '')
-    lines.append(f'| {label} | {step} | ' + ' | '.join(_fmt(scores.get(c, '')) for c in columns)
+    lines.append(f'| {label} | {step} | ' + ' | '.join(_value(scores, c) for c in columns)
                  + ' |')
   return lines + ['']
 
@@ -72,11 +85,14 @@ def section(summary: dict[str, Any]) -> list[str]:
   seed = summary.get('original_numbers') or {}
   evaluation = summary.get('sample_metrics')
   # With sample metrics, their eval_ values show in their own table below, not twice.
-  shown = {k: v for k, v in summary['metrics'].items()
-           if not (evaluation and k.startswith('eval_') and k[5:] in SAMPLE_METRIC_NAMES)}
-  lines += ['', '| metric (last step) | ours | original report |', '|---|---|---|']
-  lines += [f'| `{k}` | {_fmt(v)} | {_fmt(seed[k]) if k in seed else ""} |'
-            for k, v in shown.items()]
+  metrics = summary['metrics']
+  shown = [k for k in metrics if not _is_spread(k)
+           and not (evaluation and k.startswith('eval_') and k[5:] in SAMPLE_METRIC_NAMES)]
+  seeds = summary.get('num_seeds', 1)
+  ours = f'ours (mean ± std over {seeds} seeds)' if seeds > 1 else 'ours'
+  lines += ['', f'| metric (last step) | {ours} | original report |', '|---|---|---|']
+  lines += [f'| `{k}` | {_value(metrics, k)} | {_fmt(seed[k]) if k in seed else ""} |'
+            for k in shown]
   lines.append('')
   if evaluation:
     lines += _sample_table(evaluation)

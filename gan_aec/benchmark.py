@@ -4,6 +4,7 @@ r"""Times each model's jitted train step and the input pipeline, against the mac
   python -m gan_aec.benchmark --model=dcgan --batch_size=256 --steps=20 --json
   python -m gan_aec.benchmark --model=dcgan --celeb_a_images=20000   # a longer pipeline timing
   python -m gan_aec.benchmark --compute_dtype=bfloat16   # the models' bfloat16 option (GPU/TPU)
+  python -m gan_aec.benchmark --model=vae --num_seeds=1,2,4,8 --pytorch   # many seeds at once
 
 For each model the train step is compiled exactly as the training loop compiles it
 (`gan_aec.run.sharding.jit_steps`), warmed up, then timed over `--repeats` runs of `--steps` steps
@@ -15,12 +16,15 @@ For each model the train step is compiled exactly as the training loop compiles 
   % ceiling      GFLOP/s over a float32 matmul's GFLOP/s measured in the same run.
   compile s      lowering + compilation time of the train step.
 With --pytorch (and torch installed) the same models in eager PyTorch are timed in the same run,
-so the speed ratio is measured on one machine at one time.
+so the speed ratio is measured on one machine at one time: one process using every core, and one
+single-threaded process per core side by side (their total images/s); PyTorch trains K models one
+after another, so its images/s does not depend on K. The speedup is against the faster of the two.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 from absl import app
 from absl import flags
@@ -42,18 +46,25 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object per model instea
 _PIPELINE = flags.DEFINE_bool('pipeline', True, 'Also time the input pipelines.')
 _PYTORCH = flags.DEFINE_bool('pytorch', False, 'Also time the same models in eager PyTorch '
                              '(needs torch and the repository\'s pytorch_port/ folder).')
+_NUM_SEEDS = flags.DEFINE_list('num_seeds', ['1'], 'Replicas trained as one program (config.num_seeds); '
+                                'several, e.g. 1,2,4,8, give a row each. images/s counts every '
+                                "replica's images.")
 _CELEB_A_IMAGES = flags.DEFINE_integer('celeb_a_images', 2000, 'Synthetic JPEGs for the CelebA '
                                        'pipeline timing (0: skip it).')
 
 
-def _pytorch_images_per_s():
-  """pytorch_port.timing.images_per_s, or a UsageError saying what is missing."""
+def _pytorch_rates(model: str, batch_size: int) -> dict[str, float]:
+  """Eager PyTorch's training images/s for `model` on this machine: one process using every
+  core, and one single-threaded process per core side by side (their total)."""
   try:
     from pytorch_port import timing  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise app.UsageError(f'--pytorch needs PyTorch and the pytorch_port/ folder of a gan_aec '
                          f'checkout (run from its root): {e}') from e
-  return timing.images_per_s
+  return {'pytorch_images_per_s': timing.images_per_s(model, batch_size, _STEPS.value,
+                                                      _REPEATS.value),
+          'pytorch_per_core_images_per_s': timing.images_per_s_per_core(
+              model, batch_size, _STEPS.value, _REPEATS.value)}
 
 
 def available_models() -> list[str]:
@@ -68,25 +79,31 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'Unknown or not yet available model(s) {unknown}; available: '
                          f'{available_models()}.')
+  num_seeds = [int(k) for k in _NUM_SEEDS.value]
   configs = [config_lib.load_config(name) for name in models]
-  if _BATCH_SIZE.value:
-    for config in configs:
+  for config in configs:
+    if _BATCH_SIZE.value:
       config.batch_size = _BATCH_SIZE.value
+    config.num_seeds = math.lcm(*num_seeds)  # A device split that fits every K timed.
   cpu_devices.split_for_configs(configs)  # One CPU device per core, as gan_aec.main does.
   ceiling = benchmarking.matmul_ceiling_gflops()
   records = []
   for name in models:
-    record = benchmarking.time_model(name, _BATCH_SIZE.value, _STEPS.value, _REPEATS.value,
-                        _COMPUTE_DTYPE.value)
-    record['percent_of_ceiling'] = 100 * record['gflops_per_s'] / ceiling
-    record['ceiling_gflops_per_s'] = ceiling
-    if _PYTORCH.value:
-      record['pytorch_images_per_s'] = _pytorch_images_per_s()(
-          name, record['batch_size'], _STEPS.value, _REPEATS.value)
-      record['speedup_vs_pytorch'] = record['images_per_s'] / record['pytorch_images_per_s']
-    records.append(record)
-    if _JSON.value:
-      print(json.dumps(record), flush=True)
+    torch_rates = None
+    for k in num_seeds:
+      record = benchmarking.time_model(name, _BATCH_SIZE.value, _STEPS.value, _REPEATS.value,
+                                       _COMPUTE_DTYPE.value, num_seeds=k)
+      record['percent_of_ceiling'] = 100 * record['gflops_per_s'] / ceiling
+      record['ceiling_gflops_per_s'] = ceiling
+      if _PYTORCH.value:
+        # PyTorch trains K models one after another: its total images/s does not depend on K.
+        torch_rates = torch_rates or _pytorch_rates(name, record['batch_size'])
+        record.update(torch_rates)
+        best = max(torch_rates.values())
+        record['speedup_vs_pytorch'] = record['images_per_s'] / best
+      records.append(record)
+      if _JSON.value:
+        print(json.dumps(record), flush=True)
   pipelines = []
   if _PIPELINE.value:
     pipelines.append(benchmarking.time_mnist_pipeline())
@@ -98,16 +115,18 @@ def main(argv):
     return
   print(f'\n{jax.default_backend()} x{jax.device_count()}, float32 matmul ceiling '
         f'{ceiling:.0f} GFLOP/s; models in {_COMPUTE_DTYPE.value or "float32 (configs)"}\n')
-  header = (f'{"model":<24}{"batch":>6}{"images/s":>11}{"ms/step":>9}{"GFLOP/s":>9}'
+  header = (f'{"model":<24}{"batch":>6}{"K":>4}{"images/s":>11}{"ms/step":>9}{"GFLOP/s":>9}'
             f'{"% ceil":>8}{"compile s":>10}')
   if _PYTORCH.value:
-    header += f'{"torch img/s":>12}{"speedup":>9}'
+    header += f'{"torch 1 proc":>13}{"torch procs":>12}{"speedup":>9}'
   print(header)
   for r in records:
-    line = (f'{r["model"]:<24}{r["batch_size"]:>6}{r["images_per_s"]:>11.0f}{r["step_ms"]:>9.1f}'
-            f'{r["gflops_per_s"]:>9.1f}{r["percent_of_ceiling"]:>7.0f}%{r["compile_s"]:>10.1f}')
+    line = (f'{r["model"]:<24}{r["batch_size"]:>6}{r["num_seeds"]:>4}{r["images_per_s"]:>11.0f}'
+            f'{r["step_ms"]:>9.1f}{r["gflops_per_s"]:>9.1f}{r["percent_of_ceiling"]:>7.0f}%'
+            f'{r["compile_s"]:>10.1f}')
     if _PYTORCH.value:
-      line += f'{r["pytorch_images_per_s"]:>12.0f}{r["speedup_vs_pytorch"]:>8.2f}x'
+      line += (f'{r["pytorch_images_per_s"]:>13.0f}{r["pytorch_per_core_images_per_s"]:>12.0f}'
+               f'{r["speedup_vs_pytorch"]:>8.2f}x')
     print(line)
   for r in pipelines:
     batch = f' (batch {r["batch_size"]})' if r['batch_size'] else ''

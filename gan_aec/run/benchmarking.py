@@ -68,22 +68,34 @@ def _step_flops(config, batch_size: int) -> float:
 
 
 def time_model(name: str, batch_size: int | None, steps: int, repeats: int,
-               compute_dtype: str | None = None) -> dict:
-  """Compiles and times one model's train step; returns the benchmark record."""
+               compute_dtype: str | None = None, num_seeds: int = 1) -> dict:
+  """Compiles and times one model's train step (of num_seeds replicas trained as one program,
+  as the training loop compiles it for config.num_seeds); returns the benchmark record, whose
+  images/s counts every replica's images."""
   config = config_lib.load_config(name)
   if compute_dtype:
     config.compute_dtype = compute_dtype
   batch_size = batch_size or config.batch_size
   task = tasks.build_task(config)
-  mesh = sharding.make_mesh(config)
-  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  batch = sharding.global_batch(_synthetic_batch(config, batch_size), batch_sharding)
-  state = jax.device_put(task.create_state(jax.random.key(0), batch),
-                         jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-  rng = jax.random.key(1)
-  train_fn, _ = sharding.jit_steps(task, mesh)
+  mesh = sharding.make_mesh(config, num_seeds)
+  host_batch = _synthetic_batch(config, batch_size)
+  if num_seeds == 1:
+    batch = sharding.global_batch(host_batch, sharding.batch_sharding(mesh))
+    state = jax.jit(task.create_state, out_shardings=sharding.replicated(mesh))(
+        jax.random.key(0), host_batch)
+    extra = (jax.random.key(1),)
+    train_fn, _ = sharding.jit_steps(task, mesh)
+  else:
+    stacked = sharding.replica_sharding(mesh)
+    batch = {k: sharding.put_global(np.stack([v] * num_seeds), sharding.replica_batch_sharding(mesh))
+             for k, v in host_batch.items()}
+    keys = sharding.put_keys(jax.random.split(jax.random.key(0), num_seeds), stacked)
+    state = jax.jit(jax.vmap(task.create_state, in_axes=(0, None)), out_shardings=stacked)(
+        keys, host_batch)
+    extra = (sharding.put_keys(jax.random.split(jax.random.key(1), num_seeds), stacked), {})
+    train_fn, _ = sharding.jit_replica_steps(task, mesh)
   start = time.perf_counter()
-  compiled = train_fn.lower(state, batch, rng).compile()
+  compiled = train_fn.lower(state, batch, *extra).compile()
   compile_s = time.perf_counter() - start
 
   holder = {'state': state}
@@ -92,7 +104,7 @@ def time_model(name: str, batch_size: int | None, steps: int, repeats: int,
   def run():
     s = holder['state']
     for _ in range(steps):
-      s, metrics = compiled(s, batch, rng)
+      s, metrics = compiled(s, batch, *extra)
       if wait:
         jax.block_until_ready(metrics)
     jax.block_until_ready((s, metrics))
@@ -101,12 +113,13 @@ def time_model(name: str, batch_size: int | None, steps: int, repeats: int,
   run()  # Warm-up.
   seconds = median_seconds(run, repeats)
   flops = _step_flops(config, batch_size)
-  return {'model': name, 'batch_size': batch_size,
+  images = batch_size * num_seeds
+  return {'model': name, 'batch_size': batch_size, 'num_seeds': num_seeds,
           'compute_dtype': str(config_lib.compute_dtype(config)),
-          'images_per_s': batch_size * steps / seconds,
-          'step_ms': 1e3 * seconds / steps, 'gflops_per_step': flops / 1e9,
-          'gflops_per_s': flops * steps / seconds / 1e9, 'compile_s': compile_s,
-          'backend': jax.default_backend(), 'devices': jax.device_count()}
+          'images_per_s': images * steps / seconds,
+          'step_ms': 1e3 * seconds / steps, 'gflops_per_step': num_seeds * flops / 1e9,
+          'gflops_per_s': num_seeds * flops * steps / seconds / 1e9, 'compile_s': compile_s,
+          'backend': jax.default_backend(), 'devices': mesh.size}
 
 
 def time_mnist_pipeline(batch_size: int = 200, steps: int = 200) -> dict:

@@ -65,15 +65,17 @@ class Checkpointer:
 
 
 class BestCheckpointer:
-  """`WORKDIR/best_checkpoint/<step>/`: the state with the lowest `metric` seen so far (one kept).
+  """`WORKDIR/best_checkpoint/<step>/`: the state with the lowest `metric` seen so far (one kept);
+  `WORKDIR/best_checkpoint/<subdirectory>/<step>/` for each replica of a many-seed run.
 
   The metric's value is stored inside the checkpoint (orbax metrics), so the record of the best and
   the state it belongs to are committed together; a resumed run reads it back.
   """
 
-  def __init__(self, workdir: str, metric: str = 'fid'):
+  def __init__(self, workdir: str, metric: str = 'fid', subdirectory: str | None = None):
     self.metric = metric
-    self.directory = os.path.join(os.path.abspath(workdir), 'best_checkpoint')
+    self.directory = os.path.join(os.path.abspath(workdir), 'best_checkpoint', subdirectory or '')
+    self.directory = self.directory.rstrip(os.sep)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(

@@ -72,8 +72,17 @@ def channels(config: ml_collections.ConfigDict) -> int:
   return data.get(config.dataset.name).channels
 
 
-def add_loop_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Loop settings every config shares, with their defaults."""
+def add_loop_fields(config: ml_collections.ConfigDict,
+                    sweepable: tuple[str, ...] = ('learning_rate',)) -> ml_collections.ConfigDict:
+  """Loop settings every config shares, with their defaults; `sweepable` names the
+  hyperparameters `config.sweep` may vary (the learning rate, and float hyperparameters the
+  family's train step takes per replica)."""
+  # Replicas trained as one program (gan_aec.run.replicas): num_seeds independent runs, replica i
+  # being exactly the run with seed + i; and values to sweep, comma-separated (e.g.
+  # --config.sweep.learning_rate=1e-4,2e-4): the replicas are every (sweep point, seed) pair.
+  config.num_seeds = 1
+  config.sweep = ml_collections.ConfigDict(
+      {name: ml_collections.FieldReference(None, field_type=str) for name in sweepable})
   # Evaluate the untrained model at step 0 (the start of every eval curve). Turn off when an
   # evaluation is expensive, e.g. the VAE's IWAE bound with 1,000 samples.
   config.eval_at_start = True

@@ -18,6 +18,7 @@ loop trains 812-854 images/s against 849-865 without the wait (within noise).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -34,14 +35,22 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def device_count_for(batch_sizes: list[int], cores: int | None = None) -> int:
-  """The most devices, at most one per core, that divide every batch size evenly."""
+def fits(devices: int, batch_sizes: list[int], num_replicas: int = 1) -> bool:
+  """Whether `devices` can train `num_replicas` replicas: replicas spread over gcd(replicas,
+  devices) of them, and the rest split each replica's batches evenly (gan_aec.run.sharding)."""
+  per_replica = devices // math.gcd(num_replicas, devices)
+  return all(b % per_replica == 0 for b in batch_sizes)
+
+
+def device_count_for(batch_sizes: list[int], cores: int | None = None,
+                     num_replicas: int = 1) -> int:
+  """The most devices, at most one per core, that fit the batch sizes and replicas (`fits`)."""
   cores = cores or available_cores()
-  return max(n for n in range(1, cores + 1) if all(b % n == 0 for b in batch_sizes))
+  return max(n for n in range(1, cores + 1) if fits(n, batch_sizes, num_replicas))
 
 
-def split_into_devices(batch_sizes: list[int]) -> int | None:
-  """Sets XLA_FLAGS for one CPU device per core (as many as divide `batch_sizes`).
+def split_into_devices(batch_sizes: list[int], num_replicas: int = 1) -> int | None:
+  """Sets XLA_FLAGS for one CPU device per core (as many as `fits` the batches and replicas).
 
   Returns the device count set, or None when nothing was changed: the user's XLA_FLAGS already
   chooses a count, or JAX's backends are already running (then the flag would be ignored).
@@ -56,19 +65,27 @@ def split_into_devices(batch_sizes: list[int]) -> int | None:
       return None
   except (ImportError, AttributeError):
     pass
-  count = device_count_for(batch_sizes)
+  count = device_count_for(batch_sizes, num_replicas=num_replicas)
   if count > 1:
     os.environ['XLA_FLAGS'] = f'{flags} {FLAG}={count}'.strip()
   return count
 
 
 def split_for_configs(configs: list) -> int | None:
-  """`split_into_devices` for the batch sizes of every config that trains data-parallel on CPU
+  """`split_into_devices` for every config that trains data-parallel on CPU
   (`config.cpu_data_parallel`, default True; the DCGAN's is False: its BatchNorm and wide
-  matmuls run faster as one device that uses all cores, so the loop gives it one device)."""
-  sizes = [int(c[field]) for c in configs if c.get('cpu_data_parallel', True)
-           for field in ('batch_size', 'eval_batch_size') if field in c]
-  return split_into_devices(sizes) if sizes else None
+  matmuls run faster as one device that uses all cores, so the loop gives it one device), or
+  trains several replicas (gan_aec.run.replicas: they spread over devices, data-parallel or
+  not)."""
+  from gan_aec.run import replicas  # pylint: disable=g-import-not-at-top
+  counts = [replicas.count(c) for c in configs]
+  splitting = [(c, k) for c, k in zip(configs, counts) if c.get('cpu_data_parallel', True) or k > 1]
+  if not splitting:
+    return None
+  sizes = [int(c[field]) for c, _ in splitting for field in ('batch_size', 'eval_batch_size')
+           if field in c]
+  num_replicas = math.lcm(*[k for _, k in splitting])
+  return split_into_devices(sizes, num_replicas)
 
 
 def wait_for_each_step(mesh) -> bool:

@@ -31,7 +31,7 @@ from gan_aec.data import batching
 from gan_aec.data.splits import Split
 from gan_aec.errors import UserError
 from gan_aec.run import checkpointing, config as config_lib, cpu_devices, sample_quality
-from gan_aec.run import sharding, tasks
+from gan_aec.run import replicas as replicas_lib, sharding, tasks
 from gan_aec.run import workdir as run_workdir
 
 EVAL_FILE = 'eval.json'
@@ -45,19 +45,38 @@ def sample_metrics_rng(seed: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), SAMPLE_METRICS_STREAM)
 
 
+# Each replica's key folded with the batch index; jitted, so that the keys keep their sharding.
+_fold_each = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+
+
 def evaluate_split(eval_fn: Callable, state: Any, split: Split, batch_size: int, rng: jax.Array,
-                 batch_sharding: jax.sharding.NamedSharding,
-                 value_range: batching.ValueRange) -> dict[str, float]:
-  """eval_fn's sums over every image of `split`, divided by their count: {'eval_<name>': mean}."""
+                   batch_sharding: jax.sharding.NamedSharding, value_range: batching.ValueRange,
+                   num_replicas: int | None = None) -> dict[str, float] | list[dict[str, float]]:
+  """eval_fn's sums over every image of `split`, divided by their count: {'eval_<name>': mean}.
+
+  With num_replicas, eval_fn returns sums per replica ([R] arrays, a stacked state's) and the
+  result is one such dict per replica.
+  """
   wait = cpu_devices.wait_for_each_step(batch_sharding.mesh)
   totals = None
-  for i, batch in enumerate(batching.eval_batches(
-      split, batch_size, process_index=jax.process_index(), process_count=jax.process_count(),
-      value_range=value_range)):
-    sums = eval_fn(state, sharding.global_batch(batch, batch_sharding), jax.random.fold_in(rng, i))
+  process = ({} if num_replicas else
+             {'process_index': jax.process_index(), 'process_count': jax.process_count()})
+  for i, batch in enumerate(batching.eval_batches(split, batch_size, value_range=value_range,
+                                                  **process)):
+    if num_replicas:  # Every process holds the whole batch; the replicas share it.
+      device_batch = {k: sharding.put_global(v, batch_sharding) for k, v in batch.items()}
+      rngs = _fold_each(rng, i)
+    else:
+      device_batch, rngs = sharding.global_batch(batch, batch_sharding), jax.random.fold_in(rng, i)
+    sums = eval_fn(state, device_batch, rngs)
     if wait:
       jax.block_until_ready(sums)
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+  if num_replicas:
+    totals = sharding.gather_to_host(totals)
+    count = totals.pop('count')
+    return [{f'eval_{k}': float(v[r]) / float(count[r]) for k, v in totals.items()}
+            for r in range(num_replicas)]
   totals = sharding.to_host(totals)
   count = totals.pop('count')
   return {f'eval_{k}': float(v) / float(count) for k, v in totals.items()}
@@ -75,10 +94,11 @@ def _load_run(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(saved)
 
 
-def _checkpoint_step(workdir: str, which: str) -> tuple[str, str, int]:
-  """(label, checkpoint directory, step) for a checkpoint name."""
+def _checkpoint_step(workdir: str, which: str, replica: str | None = None) -> tuple[str, str, int]:
+  """(label, checkpoint directory, step) for a checkpoint name (a replica's best checkpoint in a
+  many-seed run)."""
   if which == 'best':
-    directory = os.path.join(workdir, 'best_checkpoint')
+    directory = os.path.join(workdir, 'best_checkpoint', replica or '').rstrip(os.sep)
     steps = checkpointing.committed_steps(directory)
     if not steps:
       raise UserError(f'{workdir} has no best checkpoint: it was trained without '
@@ -151,17 +171,45 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
   common = {**quality.record(), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
       timespec='seconds')}
 
+  replicas = replicas_lib.from_config(config, task.step_hyperparameters)
   if task.sample_images is not None:
     example = {'image': batching.to_float(data.test.images[:1], task.image_range)}
     abstract = jax.eval_shape(task.create_state, jax.random.key(0), example)
+    if replicas.stacked:
+      keys = jax.random.split(jax.random.key(0), len(replicas))
+      stacked_abstract = jax.eval_shape(jax.vmap(task.create_state, in_axes=(0, None)), keys,
+                                        example)
   for which in (checkpoint.split(',') if task.sample_images is not None else []):
-    label, directory, step = _checkpoint_step(workdir, which.strip())
-    state = checkpointing.restore_on_one_device(directory, step, abstract)
-    samples = task.sample_images(state, sample_metrics_rng(config.seed), quality.num_samples)
-    record[label] = {'step': step,
-                     'checkpoint': os.path.join(os.path.basename(directory), str(step)),
-                     **common, **quality.evaluate(samples)}
-    logging.info('%s (step %d): %s', label, step, summary(record[label]))
+    which = which.strip()
+    if not replicas.stacked:
+      label, directory, step = _checkpoint_step(workdir, which)
+      state = checkpointing.restore_on_one_device(directory, step, abstract)
+      samples = task.sample_images(state, sample_metrics_rng(config.seed), quality.num_samples)
+      record[label] = {'step': step,
+                       'checkpoint': os.path.relpath(os.path.join(directory, str(step)), workdir),
+                       **common, **quality.evaluate(samples)}
+      logging.info('%s (step %d): %s', label, step, summary(record[label]))
+      continue
+    per_replica, stacked_state = [], None
+    for r, seed in enumerate(replicas.seeds):
+      label, directory, step = _checkpoint_step(workdir, which, replicas.name(r))
+      if which == 'best':
+        state = checkpointing.restore_on_one_device(directory, step, abstract)
+      else:
+        if stacked_state is None:
+          stacked_state = checkpointing.restore_on_one_device(directory, step, stacked_abstract)
+        state = replicas_lib.replica(stacked_state, r)
+      samples = task.sample_images(state, sample_metrics_rng(seed), quality.num_samples)
+      scores = {**replicas.labels()[r], 'step': step,
+                'checkpoint': os.path.relpath(os.path.join(directory, str(step)), workdir),
+                **quality.evaluate(samples)}
+      logging.info('%s, replica %d (step %d): %s', label, r, step, summary(scores))
+      per_replica.append(scores)
+    record[label] = {**common, 'replicas': per_replica}
+    for name in sample_quality.SCALARS:
+      if name in per_replica[0]:
+        record[label].update(replicas_lib.summarize(name, [s[name] for s in per_replica]))
+    logging.info('%s, mean over %d replicas: %s', label, len(replicas), summary(record[label]))
   if references:
     record['references'] = {**common, **{
         name: quality.evaluate(images)

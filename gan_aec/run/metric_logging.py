@@ -86,9 +86,18 @@ class MetricLogger:
     self._append({'event': 'run_start', 'step': step, **info})
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-    scalars = {k: float(_plain(v)) for k, v in scalars.items()}
-    self._append({'step': step, **scalars})
-    self._writer.write_scalars(step, scalars)
+    """One record; a list value (a metric per replica, `<name>_per_replica`) goes into
+    metrics.jsonl as a list and to TensorBoard as one scalar per replica (`<name>/<r>`)."""
+    record, board = {}, {}
+    for name, value in scalars.items():
+      value = _plain(value)
+      if isinstance(value, (list, tuple)):
+        record[name] = [float(v) for v in value]
+        board.update({f'{name}/{r:02d}': float(v) for r, v in enumerate(value)})
+      else:
+        record[name] = board[name] = float(value)
+    self._append({'step': step, **record})
+    self._writer.write_scalars(step, board)
 
   def close(self) -> None:
     self._writer.flush()

@@ -42,7 +42,7 @@ from gan_aec.run import checkpointing, config as config_lib, metric_logging
 from gan_aec.run import workdir as run_workdir
 
 # The scalar metrics, in the order they are logged (eval_<name> in metrics.jsonl).
-SCALARS = ('fid', 'kid', 'kid_std', 'precision', 'recall', 'density', 'coverage',
+SCALARS = ('fid', 'kid', 'kid_subsets_std', 'precision', 'recall', 'density', 'coverage',
            'classes_covered', 'mean_confidence', 'classifier_score')
 
 EmbedFn = Callable[[np.ndarray], 'np.ndarray | tuple[np.ndarray, np.ndarray | None]']
@@ -157,7 +157,7 @@ def compute(real_features: np.ndarray, fake_features: np.ndarray,
   precision, recall = sample_metrics.precision_recall(real_features, fake_features)
   density, coverage = sample_metrics.density_coverage(real_features, fake_features)
   out: dict[str, object] = {'fid': sample_metrics.fid(real_features, fake_features),
-                            'kid': kid_mean, 'kid_std': kid_std, 'precision': precision,
+                            'kid': kid_mean, 'kid_subsets_std': kid_std, 'precision': precision,
                             'recall': recall, 'density': density, 'coverage': coverage}
   if fake_logits is not None:
     out.update(sample_metrics.class_statistics(fake_logits))

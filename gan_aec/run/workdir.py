@@ -31,7 +31,8 @@ RESUMABLE_FIELDS = frozenset({
 })
 RESUMABLE_PREFIXES = ('eval.', 'sample_metrics.')
 # Fields added after runs already existed, with the value those runs had without them.
-IMPLIED_DEFAULTS = {'compute_dtype': 'float32'}
+IMPLIED_DEFAULTS = {'compute_dtype': 'float32', 'num_seeds': 1}
+IMPLIED_DEFAULT_PREFIXES = {'sweep.': None}  # No sweep.
 
 
 def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
@@ -67,6 +68,10 @@ def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tup
   for key, value in IMPLIED_DEFAULTS.items():
     if key in new:
       old.setdefault(key, value)
+  for prefix, value in IMPLIED_DEFAULT_PREFIXES.items():
+    for key in new:
+      if key.startswith(prefix) and not any(k.startswith(prefix) for k in old):
+        old.setdefault(key, value)
   return {key: (old.get(key, '<absent>'), new.get(key, '<absent>'))
           for key in sorted(set(old) | set(new))
           if old.get(key, '<absent>') != new.get(key, '<absent>')

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from jax._src import xla_bridge
 
 from gan_aec.run import cpu_devices

@@ -15,7 +15,7 @@ from gan_aec.autoencoder import (ConvAutoencoder, add_noise, create_train_state,
                                  train_step)
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
-from gan_aec.run.tasks.base import Task
+from gan_aec.run.tasks.base import Task, optimizer
 
 NUM_FIGURE_DIGITS = 10
 
@@ -30,10 +30,12 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   noise_std = float(config.noise_std)
 
   def create_state(rng, example_batch):
-    return create_train_state(model, tx=optax.adam(config.learning_rate), rng=rng,
+    return create_train_state(model, tx=optimizer(config, optax.adam), rng=rng,
                               example_images=example_batch['image'])
 
-  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
+  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
+                    seed: int) -> list[str]:
+    del seed  # The figures show test digits.
     clean = test.images[:NUM_FIGURE_DIGITS].astype(np.float32) / 255.0
     inputs = clean
     if noise_std:

@@ -12,7 +12,9 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
+import ml_collections
 import numpy as np
+import optax
 
 from gan_aec.data import batching
 
@@ -30,15 +32,18 @@ class Task:
     train_step: (state, batch, rng) -> (state, metrics of scalars); pure, jitted by the loop.
     eval_step: (state, batch, rng) -> sums over the batch's valid examples, with 'count'; the loop
       adds them over the test split and divides by 'count', logging `eval_<name>`.
-    write_figures: (state, test_split, figures_dir, step, final) -> paths written; host code, run
-      after each evaluation (final=True at the end of training).
-    write_samples: optional (state, figures_dir, step) -> paths written, run every
+    write_figures: (state, test_split, figures_dir, step, final, *, seed) -> paths written; host
+      code, run after each evaluation (final=True at the end of training); `seed` is the run's
+      (a replica's) config seed, for figures drawn from fixed noise.
+    write_samples: optional (state, figures_dir, step, *, seed) -> paths written, run every
       `sample_every_steps` steps between evaluations (the GAN's sample grids).
     sample_every_steps: how often write_samples runs (None: never).
     image_range: the (low, high) float range the steps expect batch['image'] in; the input
       pipeline maps uint8 0..255 onto it.
     sample_images: optional (state, rng, num) -> float32 [num, H, W, C] images in [0, 1], new
       samples of a generative model (scored by the sample metrics; host code).
+    step_hyperparameters: keyword arguments of train_step that may differ per replica (float
+      hyperparameters a sweep can vary, e.g. the VAE's 'beta'; see gan_aec.run.replicas).
   """
   create_state: Callable[[jax.Array, Batch], State]
   train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
@@ -48,3 +53,18 @@ class Task:
   sample_every_steps: int | None = None
   image_range: tuple[float, float] = batching.UNIT_RANGE
   sample_images: Callable[[State, jax.Array, int], np.ndarray] | None = None
+  step_hyperparameters: tuple[str, ...] = ()
+
+
+def optimizer(config: ml_collections.ConfigDict, factory: Callable[..., optax.GradientTransformation],
+              **hyperparameters) -> optax.GradientTransformation:
+  """factory(learning_rate=config.learning_rate, **hyperparameters): the family's optimizer.
+
+  When the run sweeps the learning rate (config.sweep.learning_rate), the optimizer is built with
+  optax.inject_hyperparams, so that each replica's optimizer state holds its own learning rate
+  (gan_aec.run.replicas.set_optimizer_hyperparameter); the update is the same function.
+  """
+  sweep = config.get('sweep') or {}
+  if sweep.get('learning_rate'):
+    return optax.inject_hyperparams(factory)(learning_rate=config.learning_rate, **hyperparameters)
+  return factory(learning_rate=config.learning_rate, **hyperparameters)

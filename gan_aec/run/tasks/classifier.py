@@ -14,7 +14,7 @@ from gan_aec import data, figures
 from gan_aec.classifier import Classifier, create_train_state, eval_step, train_step
 from gan_aec.data.batching import map_in_batches, to_float
 from gan_aec.data.splits import Split
-from gan_aec.run.tasks.base import Task
+from gan_aec.run.tasks.base import Task, optimizer
 
 NUM_CLASSES = 10
 MAX_SHOWN_ERRORS = 40
@@ -59,15 +59,17 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                      f'{config.dataset.name!r} has no class labels here.')
   model = build_model(config)
 
+  def adam_with_schedule(learning_rate):  # The peak of a linear warm-up and a cosine decay.
+    return optax.adam(optax.warmup_cosine_decay_schedule(
+        0.0, learning_rate, warmup_steps=config.warmup_steps, decay_steps=config.num_train_steps))
+
   def create_state(rng, example_batch):
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, warmup_steps=config.warmup_steps,
-        decay_steps=config.num_train_steps)
-    return create_train_state(model, tx=optax.adam(schedule), rng=rng,
+    return create_train_state(model, tx=optimizer(config, adam_with_schedule), rng=rng,
                               example_images=example_batch['image'])
 
-  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
-    del final
+  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
+                    seed: int) -> list[str]:
+    del final, seed
     return write_classifier_figures(model, state.params, test, figures_dir, step)
 
   return Task(create_state=create_state,

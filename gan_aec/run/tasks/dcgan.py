@@ -14,7 +14,7 @@ from gan_aec import dcgan, figures
 from gan_aec.data import batching
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
-from gan_aec.run.tasks.base import Task
+from gan_aec.run.tasks.base import Task, optimizer
 
 NUM_SAMPLES = 64  # The fixed noise batch: an 8x8 grid.
 STRIP_SAMPLES = 8  # Samples of the fixed noise shown at successive steps in the progress strip.
@@ -64,7 +64,7 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
 
   def create_state(rng, example_batch):
     return dcgan.create_gan_state(
-        generator, discriminator, tx=optax.adam(config.learning_rate, b1=config.adam_beta1),
+        generator, discriminator, tx=optimizer(config, optax.adam, b1=config.adam_beta1),
         rng=rng, example_images=example_batch['image'], latent_dim=config.latent_dim,
         use_ema=use_ema)
 
@@ -72,9 +72,9 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                                  real_label=config.real_label, ema_decay=config.ema_decay)
   sample_fn = jax.jit(functools.partial(dcgan.generate, use_ema=use_ema))
 
-  def write_samples(state, figures_dir: str, step: int) -> list[str]:
-    workdir = os.path.dirname(os.path.abspath(figures_dir))
-    z = fixed_noise(workdir, config.seed, config.latent_dim)
+  def write_samples(state, figures_dir: str, step: int, *, seed: int) -> list[str]:
+    workdir = os.path.dirname(os.path.abspath(figures_dir))  # The run's (or the replica's) folder.
+    z = fixed_noise(workdir, seed, config.latent_dim)
     samples = (np.asarray(sample_fn(state, z)) + 1.0) / 2.0  # [-1, 1] -> [0, 1] for display.
     which = ' (EMA generator)' if use_ema else ''
     paths = [figures.save_image_grid(os.path.join(figures_dir, f'samples_step{step:06d}.png'),
@@ -87,9 +87,10 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
         [f'step {s}' for s in strip_steps], title='The same noise at successive steps'))
     return paths
 
-  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
+  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
+                    seed: int) -> list[str]:
     del test, final
-    return write_samples(state, figures_dir, step)
+    return write_samples(state, figures_dir, step, seed=seed)
 
   def sample_images(state, rng, num: int) -> np.ndarray:
     z = np.asarray(dcgan.sample_latents(rng, num, config.latent_dim))
@@ -98,4 +99,5 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   return Task(create_state=create_state, train_step=train_step, eval_step=dcgan.eval_step,
               write_figures=write_figures, write_samples=write_samples,
               sample_every_steps=config.sample_every_steps,
-              image_range=batching.TANH_RANGE, sample_images=sample_images)
+              image_range=batching.TANH_RANGE, sample_images=sample_images,
+              step_hyperparameters=('real_label',))

@@ -16,7 +16,7 @@ from gan_aec import figures
 from gan_aec.data.batching import map_in_batches, to_float
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
-from gan_aec.run.tasks.base import Task
+from gan_aec.run.tasks.base import Task, optimizer
 from gan_aec.vae import ConvVAE, create_train_state, eval_step, train_step
 
 MANIFOLD_SIZE = 20  # The original report's 20x20 grid over norm.ppf(linspace(0.05, 0.95, 20)).
@@ -88,11 +88,12 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                   dtype=config_lib.compute_dtype(config))
 
   def create_state(rng, example_batch):
-    tx = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay)
+    tx = optimizer(config, optax.rmsprop, decay=config.rmsprop_decay)
     return create_train_state(model, tx=tx, rng=rng, example_images=example_batch['image'])
 
-  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool) -> list[str]:
-    del final  # The figures always show the latest state.
+  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
+                    seed: int) -> list[str]:
+    del final, seed  # The figures always show the latest state, from fixed latents.
     return write_vae_figures(model, state.params, test, figures_dir, step,
                              f'VAE (latent {config.latent_dim}), step {step}')
 
@@ -111,4 +112,4 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
       eval_step=functools.partial(eval_step,
                                   num_importance_samples=config.eval.num_importance_samples,
                                   dynamic_binarization=binarized),
-      write_figures=write_figures, sample_images=sample_images)
+      write_figures=write_figures, sample_images=sample_images, step_hyperparameters=('beta',))

@@ -1,0 +1,215 @@
+"""Many seeds in one program (gan_aec.run.replicas): replica i of K is the run of seed S + i, a
+sweep's replica is the run with that value, and the outputs carry mean, std and every replica."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gan_aec import autoencoder, errors
+from gan_aec.data import batching, mnist
+from gan_aec.run import config as config_lib, evaluation, loop, replicas, sharding
+from tests import helpers
+
+FAMILIES = ('autoencoder', 'denoising_autoencoder', 'vae', 'dcgan', 'mnist_classifier')
+
+
+def smoke(name: str, tmp_path, **overrides):
+  config = config_lib.load_config(name, 'smoke')
+  config.dataset.data_dir = str(tmp_path / 'empty_tfds')  # Offline: the bundled digits.
+  config.dataset.download = False
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+# --------------------------------------------------------------------------------------------------
+# Which replicas a config asks for.
+# --------------------------------------------------------------------------------------------------
+
+def test_seeds_and_sweep_points_make_the_replicas():
+  config = config_lib.load_config('vae', 'smoke')
+  config.seed = 5
+  assert len(replicas.from_config(config)) == 1 and not replicas.from_config(config).stacked
+  config.num_seeds = 2
+  config.sweep.learning_rate = '1e-3,2e-4'
+  config.sweep.beta = '1'
+  found = replicas.from_config(config, ('beta',))
+  assert found.seeds == (5, 6, 5, 6) and replicas.count(config) == 4
+  assert [p['learning_rate'] for p in found.points] == [1e-3, 1e-3, 2e-4, 2e-4]
+  assert found.labels()[2] == {'replica': 2, 'seed': 5, 'beta': 1.0, 'learning_rate': 2e-4}
+  assert found.name(3) == 'replica03_seed6_beta1_learning_rate0.0002'
+  np.testing.assert_array_equal(found.step_hyperparameters()['beta'], np.ones(4, np.float32))
+  assert set(found.step_hyperparameters()) == {'beta'}  # The learning rate is the optimizer's.
+
+
+def test_bad_replica_settings_are_config_errors():
+  config = config_lib.load_config('autoencoder', 'smoke')
+  config.num_seeds = 0
+  with pytest.raises(errors.ConfigError, match='num_seeds must be a positive integer'):
+    replicas.from_config(config)
+  config.num_seeds = 1
+  config.sweep.learning_rate = '1e-3,fast'
+  with pytest.raises(errors.ConfigError, match='numbers separated by commas'):
+    replicas.from_config(config)
+  vae_config = config_lib.load_config('vae', 'smoke')
+  vae_config.sweep.beta = '0.5,1'
+  with pytest.raises(errors.ConfigError, match='cannot be swept for vae'):
+    replicas.from_config(vae_config, step_hyperparameters=())
+
+
+def test_summaries_and_optimizer_hyperparameters():
+  assert replicas.summarize('fid', [1.0, 3.0]) == {'fid': 2.0, 'fid_std': 2.0 ** 0.5,
+                                                   'fid_per_replica': [1.0, 3.0]}
+  assert replicas.summarize('fid', [4.0])['fid_std'] == 0.0
+  tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+  states = jax.vmap(lambda _: tx.init({'w': jnp.zeros(3)}))(jnp.arange(2))
+  states = replicas.set_optimizer_hyperparameter(states, 'learning_rate', np.array([1.0, 2.0]))
+  np.testing.assert_array_equal(states.hyperparams['learning_rate'], [1.0, 2.0])
+  with pytest.raises(errors.ConfigError, match='inject_hyperparams'):
+    replicas.set_optimizer_hyperparameter(optax.adam(1e-3).init({'w': jnp.zeros(3)}),
+                                          'learning_rate', np.ones(2))
+
+
+# --------------------------------------------------------------------------------------------------
+# The library's steps under vmap: the same functions a researcher imports.
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('num_seeds', [2, 4, 8])
+def test_vmapped_autoencoder_steps_equal_separate_runs(num_seeds):
+  digits = mnist.load_bundled().train
+  model = autoencoder.ConvAutoencoder()
+  tx = optax.adam(1e-3)
+
+  def create(rng):
+    return autoencoder.create_train_state(model, tx=tx, rng=rng,
+                                          example_images=np.zeros((1, 28, 28, 1), np.float32))
+
+  def batch(seed, step):
+    return batching.TrainBatches(digits, 8, seed).get(step)
+
+  step = jax.jit(lambda s, b, r: autoencoder.train_step(s, b, r, microbatch_size=4))
+  vstep = jax.jit(jax.vmap(lambda s, b, r: autoencoder.train_step(s, b, r, microbatch_size=4)))
+  keys = jax.random.split(jax.random.key(0), num_seeds)
+  stacked = jax.jit(jax.vmap(create))(keys)
+  singles = [jax.jit(create)(k) for k in keys]
+  for i in range(num_seeds):  # The initialisation is bit for bit.
+    for a, b in zip(jax.tree.leaves(replicas.replica(stacked, i)), jax.tree.leaves(singles[i])):
+      np.testing.assert_array_equal(a, b)
+  for s in range(3):
+    batches = {k: np.stack([batch(i, s)[k] for i in range(num_seeds)]) for k in ('image',)}
+    rngs = jax.random.split(jax.random.key(s + 1), num_seeds)
+    stacked, _ = vstep(stacked, batches, rngs)
+    singles = [step(singles[i], batch(i, s), rngs[i])[0] for i in range(num_seeds)]
+  for i in range(num_seeds):
+    for a, b in zip(jax.tree.leaves(replicas.replica(stacked, i)), jax.tree.leaves(singles[i])):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# The training loop with num_seeds and sweeps.
+# --------------------------------------------------------------------------------------------------
+
+def test_one_replica_keeps_the_one_model_state_and_mesh():
+  config = config_lib.load_config('vae', 'smoke')
+  mesh = sharding.make_mesh(config, 1)
+  assert mesh.shape['replica'] == 1 and mesh.shape['data'] == len(jax.devices())
+  assert not replicas.from_config(config).stacked
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('family', FAMILIES)
+def test_replica_i_of_k_is_the_run_of_seed_s_plus_i(family, tmp_path):
+  k, seed = 2, 3
+  stacked_dir = str(tmp_path / 'stacked')
+  final = loop.train_and_evaluate(smoke(family, tmp_path, seed=seed, num_seeds=k), stacked_dir)
+  step, stacked_state = helpers.final_state(stacked_dir)
+  start = helpers.read_metrics(stacked_dir)[0]
+  assert [r['seed'] for r in start['replicas']] == [seed, seed + 1]
+  eval_names = sorted(n for n in final if n.startswith('eval_') and n.endswith('_per_replica'))
+  assert eval_names
+  for i in range(k):
+    single_dir = str(tmp_path / f'seed{seed + i}')
+    single = loop.train_and_evaluate(smoke(family, tmp_path, seed=seed + i), single_dir)
+    single_step, single_state = helpers.final_state(single_dir)
+    assert single_step == step
+    helpers.assert_same_state(replicas.replica(stacked_state, i), single_state)
+    for name in eval_names:
+      np.testing.assert_allclose(final[name][i], single[name.removesuffix('_per_replica')],
+                                 rtol=1e-4, atol=1e-5, err_msg=name)
+    assert os.listdir(os.path.join(stacked_dir, 'replicas', f'replica{i:02d}_seed{seed + i}',
+                                   'figures'))
+  for name in eval_names:
+    values = final[name]
+    base = name.removesuffix('_per_replica')
+    np.testing.assert_allclose(final[base], np.mean(values), rtol=1e-6)
+    np.testing.assert_allclose(final[f'{base}_std'], np.std(values, ddof=1), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_learning_rate_and_beta_sweep_replica_is_the_run_with_those_values(tmp_path):
+  stacked_dir = str(tmp_path / 'sweep')
+  final = loop.train_and_evaluate(
+      smoke('vae', tmp_path, **{'sweep.learning_rate': '1e-3,3e-4', 'sweep.beta': '0.5'}),
+      stacked_dir)
+  labels = helpers.read_metrics(stacked_dir)[0]['replicas']
+  assert [(r['learning_rate'], r['beta']) for r in labels] == [(1e-3, 0.5), (3e-4, 0.5)]
+  _, stacked_state = helpers.final_state(stacked_dir)
+  single_dir = str(tmp_path / 'single')
+  single = loop.train_and_evaluate(smoke('vae', tmp_path, learning_rate=3e-4, beta=0.5),
+                                   single_dir)
+  state_1 = replicas.replica(stacked_state, 1)
+  helpers.assert_same_state(state_1['params'], helpers.final_state(single_dir)[1]['params'])
+  np.testing.assert_allclose(final['eval_neg_elbo_per_replica'][1], single['eval_neg_elbo'],
+                             rtol=1e-4)
+  # A resume must not change the replicas.
+  with pytest.raises(errors.WorkdirMismatchError, match='sweep.learning_rate'):
+    loop.train_and_evaluate(smoke('vae', tmp_path, num_train_steps=6,
+                                  **{'sweep.learning_rate': '1e-3', 'sweep.beta': '0.5'}),
+                            stacked_dir)
+
+
+@pytest.mark.slow
+def test_a_stacked_run_resumes_exactly_and_names_a_diverged_replica(tmp_path):
+  whole, parts = str(tmp_path / 'whole'), str(tmp_path / 'parts')
+  loop.train_and_evaluate(smoke('autoencoder', tmp_path, num_seeds=3), whole)
+  loop.train_and_evaluate(smoke('autoencoder', tmp_path, num_seeds=3, num_train_steps=2), parts)
+  loop.train_and_evaluate(smoke('autoencoder', tmp_path, num_seeds=3), parts)
+  helpers.assert_same_run(whole, parts, skip_eval_at=(2,))
+  with pytest.raises(errors.WorkdirMismatchError, match='num_seeds'):
+    loop.train_and_evaluate(smoke('autoencoder', tmp_path, num_seeds=2, num_train_steps=6), whole)
+
+  # A learning rate of 1e3 diverges at once; the run stops naming that replica.
+  with pytest.raises(errors.NonFiniteError, match=r'in replica 1 \(seed=0, learning_rate=1000'):
+    loop.train_and_evaluate(smoke('autoencoder', tmp_path, log_every_steps=1,
+                                  **{'sweep.learning_rate': '1e-3,1e3'}), str(tmp_path / 'nan'))
+
+
+@pytest.mark.slow
+def test_stacked_dcgan_logs_per_replica_sample_metrics_and_evaluate_reports_them(tmp_path):
+  classifier_dir = str(tmp_path / 'classifier')
+  loop.train_and_evaluate(smoke('mnist_classifier', tmp_path), classifier_dir)
+  workdir = str(tmp_path / 'dcgan')
+  final = loop.train_and_evaluate(
+      smoke('dcgan', tmp_path, num_seeds=2, **{'sample_metrics.extractor': classifier_dir,
+                                               'sample_metrics.num_samples': 100}), workdir)
+  assert len(final['eval_fid_per_replica']) == 2 and final['eval_fid_std'] >= 0
+  assert sorted(os.listdir(os.path.join(workdir, 'best_checkpoint'))) == [
+      'replica00_seed0', 'replica01_seed1']
+  record = evaluation.evaluate_checkpoints(workdir, checkpoint='latest,best')
+  for label in ('latest', 'best'):
+    assert [r['seed'] for r in record[label]['replicas']] == [0, 1]
+    np.testing.assert_allclose(record[label]['fid'],
+                               np.mean([r['fid'] for r in record[label]['replicas']]))
+  np.testing.assert_allclose([r['fid'] for r in record['latest']['replicas']],
+                             final['eval_fid_per_replica'], rtol=1e-4)
+  with open(os.path.join(workdir, 'eval.json'), encoding='utf-8') as f:
+    assert json.load(f) == record
