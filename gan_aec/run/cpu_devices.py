@@ -3,9 +3,8 @@
 XLA:CPU runs a small convolutional net's ops one after another, each too small to spread over
 the cores; split into one device per core, each device trains on its shard of the batch at the
 same time (measured on 2 cores: VAE 780 -> ~920 images/s, the autoencoders ~1.3x). The split is
-XLA's `--xla_force_host_platform_device_count`, which must be set before JAX starts its CPU
-backend; the entry points (gan_aec.main, gan_aec.benchmark, the experiments) call
-`split_for_configs` first. Accelerators are unaffected: the flag only shapes the CPU platform.
+JAX's `jax_num_cpu_devices` option, which must be set before JAX starts its CPU backend; the entry
+points (gan_aec.main, gan_aec.benchmark, the experiments) call `split_for_configs` first. Accelerators are unaffected: the flag only shapes the CPU platform.
 
 Loops over jitted steps on several CPU devices of one process must wait for each step before
 dispatching the next (`wait_for_each_step`): XLA:CPU runs their all-reduces as blocking waits on
@@ -24,7 +23,7 @@ import re
 
 from absl import logging
 
-FLAG = '--xla_force_host_platform_device_count'
+FLAG = '--xla_force_host_platform_device_count'  # A user's own count (XLA_FLAGS) wins.
 
 
 def available_cores() -> int:
@@ -50,24 +49,24 @@ def device_count_for(batch_sizes: list[int], cores: int | None = None,
 
 
 def split_into_devices(batch_sizes: list[int], num_replicas: int = 1) -> int | None:
-  """Sets XLA_FLAGS for one CPU device per core (as many as `fits` the batches and replicas).
+  """Asks JAX for one CPU device per core (as many as `fits` the batches and replicas), through
+  its `jax_num_cpu_devices` option, which must be set before JAX starts its CPU backend.
 
-  Returns the device count set, or None when nothing was changed: the user's XLA_FLAGS already
-  chooses a count, or JAX's backends are already running (then the flag would be ignored).
+  Returns the device count set, or None when nothing was changed: the user chose a count
+  (XLA_FLAGS' --xla_force_host_platform_device_count, or JAX_NUM_CPU_DEVICES), or JAX's backends
+  are already running (then the option can no longer take effect).
   """
-  flags = os.environ.get('XLA_FLAGS', '')
-  if re.search(FLAG + r'\b', flags):
+  if re.search(FLAG + r'\b', os.environ.get('XLA_FLAGS', '')) or os.environ.get(
+      'JAX_NUM_CPU_DEVICES'):
     return None
-  try:
-    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
-    if xla_bridge.backends_are_initialized():
-      logging.info('JAX is already running; its CPU devices stay as they are.')
-      return None
-  except (ImportError, AttributeError):
-    pass
   count = device_count_for(batch_sizes, num_replicas=num_replicas)
   if count > 1:
-    os.environ['XLA_FLAGS'] = f'{flags} {FLAG}={count}'.strip()
+    import jax  # pylint: disable=g-import-not-at-top
+    try:
+      jax.config.update('jax_num_cpu_devices', count)
+    except RuntimeError:  # Raised once a backend is initialised.
+      logging.info('JAX is already running; its CPU devices stay as they are.')
+      return None
   return count
 
 

@@ -4,12 +4,10 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
-from jax._src import xla_bridge
-
 from gan_aec.run import cpu_devices
-
 from tests import helpers
 
 REPO = str(helpers.REPO)
@@ -22,23 +20,36 @@ def test_device_count_divides_every_batch_size():
   assert cpu_devices.device_count_for([7], cores=4) == 1
 
 
-def test_split_sets_the_flag_only_when_it_can_take_effect(monkeypatch):
+def test_split_sets_jax_option_only_when_it_can_take_effect(monkeypatch):
+  calls = []
+
+  def update(name, value):  # JAX's own refusal once a backend runs.
+    if running['value']:
+      raise RuntimeError('jax_num_cpu_devices config should be updated before backends are '
+                         'initialized')
+    calls.append((name, value))
+
   running = {'value': False}
-  monkeypatch.setattr(xla_bridge, 'backends_are_initialized', lambda: running['value'])
+  monkeypatch.setattr(jax.config, 'update', update)
   monkeypatch.setattr(cpu_devices, 'available_cores', lambda: 4)
   monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_enable_fast_math=false')
+  monkeypatch.delenv('JAX_NUM_CPU_DEVICES', raising=False)
   assert cpu_devices.split_into_devices([200, 1000]) == 4
-  assert os.environ['XLA_FLAGS'] == ('--xla_cpu_enable_fast_math=false '
-                                     '--xla_force_host_platform_device_count=4')
+  assert calls == [('jax_num_cpu_devices', 4)]
+  assert cpu_devices.split_into_devices([200], num_replicas=4) == 4  # 4 replicas, 1 device each.
+  assert cpu_devices.split_into_devices([7], num_replicas=2) == 2  # Replicas need no batch split.
   # A user's own device count stays.
+  calls.clear()
   monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=3')
   assert cpu_devices.split_into_devices([200]) is None
-  assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=3'
-  # JAX already running: the flag could no longer take effect.
-  running['value'] = True
   monkeypatch.setenv('XLA_FLAGS', '')
+  monkeypatch.setenv('JAX_NUM_CPU_DEVICES', '3')
   assert cpu_devices.split_into_devices([200]) is None
-  assert os.environ['XLA_FLAGS'] == ''
+  assert not calls
+  # JAX already running: the option can no longer take effect.
+  monkeypatch.delenv('JAX_NUM_CPU_DEVICES')
+  running['value'] = True
+  assert cpu_devices.split_into_devices([200]) is None
 
 
 _SHARDED_MICROBATCHES = r'''
