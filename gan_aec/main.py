@@ -2,6 +2,10 @@ r"""Trains a model from a config file: flags -> gan_aec.run.loop.train_and_evalu
 
   python -m gan_aec.main --config=configs/autoencoder.py --workdir=runs/autoencoder \
       --config.num_train_steps=500
+  python -m gan_aec.main --config=vae:smoke --workdir=runs/vae_smoke   # from any directory
+
+`--config` takes a shipped config's name or path (`vae`, `configs/vae.py`), or the path of a
+config file of yours, then `:VARIANT[,VARIANT]`.
 
 Outputs in WORKDIR: checkpoints/, figures/, metrics.jsonl, TensorBoard events, config.json.
 Re-running the same command resumes from the latest checkpoint.
@@ -23,7 +27,7 @@ import jax
 from ml_collections import config_flags
 
 from gan_aec import errors
-from gan_aec.run import cpu_devices, loop, preemption
+from gan_aec.run import config as run_config, cpu_devices, loop, preemption
 
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0, for a multi-process run started by '
@@ -37,8 +41,9 @@ _DISTRIBUTED = flags.DEFINE_bool(
     '--coordinator_address JAX detects the cluster itself (TPU VM pod slices, SLURM, Open MPI).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and figures.',
                                required=True)
-config_flags.DEFINE_config_file('config', None, 'A configs/*.py file (add :VARIANT to pick one).',
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    'config', None, 'A shipped config (vae, dcgan, ...: configs/*.py) or a config file of yours; '
+    'add :VARIANT to pick one, e.g. vae:smoke.', lock_config=True)
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -84,11 +89,34 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
+def _resolve_config(argv: list[str]) -> list[str]:
+  """argv with --config=NAME[:VARIANTS] pointing at the config file (gan_aec.run.config.resolve)."""
+  resolved = []
+  for arg in argv:
+    if arg.startswith('--config='):
+      try:
+        arg = '--config=' + run_config.resolve(arg[len('--config='):])
+      except errors.ConfigError as e:
+        _fail(f'--config: {e}')
+    resolved.append(arg)
+  return resolved
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a message for an override of a config field that does not exist
+  """absl's flag parsing, with one-line messages for a config that does not exist, a variant it
+  does not know (the config raises ValueError) and an override of a field that does not exist
   (ml_collections raises a bare AttributeError / KeyError naming only the field)."""
+  given = next((a for a in argv if a.startswith('--config=')), '--config')
+  argv = _resolve_config(argv)
   try:
     return flags.FLAGS(argv)
+  except (ValueError, flags.Error) as e:
+    # The config's own ValueError (e.g. an unknown variant), under ml_collections' and absl's
+    # wrappers that add the whole traceback: its last line is the message.
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    message = next((line.split(': ', 1)[1] for line in reversed(lines)
+                    if line.startswith(('ValueError: ', 'KeyError: '))), lines[-1] if lines else e)
+    _fail(message if str(message).startswith('flag --') else f'{given}: {message}')
   except (AttributeError, KeyError) as e:
     text = str(e).replace('\\', '')
     name = re.search(r"'([A-Za-z_]\w*)'", text)

@@ -123,15 +123,46 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                         f'devices; use a multiple of {num_devices}.')
 
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'configs')
+def configs_dir() -> str:
+  """The folder of the configs/*.py files: the installed package's copy (`gan_aec.configs`, the
+  repository's configs/ shipped with the wheel), else configs/ beside the package in a checkout."""
+  try:
+    spec = importlib.util.find_spec('gan_aec.configs')
+  except ImportError:
+    spec = None
+  if spec is not None and spec.submodule_search_locations:
+    return list(spec.submodule_search_locations)[0]
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))), 'configs')
+
+
+def known_configs() -> list[str]:
+  """The names of the shipped configs (vae, dcgan, ...)."""
+  return sorted(name[:-3] for name in os.listdir(configs_dir())
+                if name.endswith('.py') and not name.startswith('_'))
+
+
+def resolve(spec: str) -> str:
+  """A --config value -> 'PATH[:VARIANTS]' of an existing config file.
+
+  `vae:smoke` (a shipped config's name) and `configs/vae.py:smoke` (its path in a checkout, or
+  the installed copy when run from elsewhere) both name configs/vae.py; any other path is a
+  config file of yours. ConfigError, naming the shipped configs, when there is no such file.
+  """
+  path, sep, variants = spec.partition(':')
+  if os.path.isfile(path):
+    return spec
+  name = os.path.basename(path).removesuffix('.py')
+  shipped = os.path.join(configs_dir(), f'{name}.py')
+  if path in (name, f'configs/{name}.py') and os.path.isfile(shipped):
+    return shipped + sep + variants
+  raise ConfigError(f'No config file {path!r}. Name a shipped config ({", ".join(known_configs())}; '
+                    'e.g. --config=vae:smoke) or give the path of a config file.')
 
 
 def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """`get_config(arg)` of configs/<name>.py (name may also be a path to a config file)."""
-  path = name if name.endswith('.py') else os.path.join(CONFIGS_DIR, f'{name}.py')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'No config file {path}.')
+  """`get_config(arg)` of a shipped config (`vae`) or a config file (a path ending in .py)."""
+  path = resolve(name)
   spec = importlib.util.spec_from_file_location(f'gan_aec_config_{os.path.basename(path)[:-3]}',
                                                 path)
   module = importlib.util.module_from_spec(spec)
