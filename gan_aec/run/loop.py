@@ -20,8 +20,10 @@ WORKDIR/replicas/<replica>/figures/.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import time
 from typing import Any, Callable
 
 from absl import logging
@@ -173,6 +175,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] |
   if is_writer and (allowed_changes or saved_config is None):
     run_workdir.write_config(config, workdir)
   logger = metric_logging.MetricLogger(workdir, is_writer=is_writer, resume_step=start_step)
+  logger.write_hparams(json.loads(config.to_json_best_effort()))
   logger.write_run_start(start_step, {
       'model': config.model, 'dataset.name': config.dataset.name,
       'dataset.source': data.source, 'train_examples': len(data.train),
@@ -278,10 +281,16 @@ def evaluate(run: Run, state: Any, step: int, final: bool) -> dict[str, Any]:
         logging.info('step %d: best FID so far (%.3f); saved to %s.', step, scores['fid'],
                      run.best[r].directory)
     if run.is_writer:
-      run.task.write_figures(state_r, run.data.test, run.figures_dir(r), step, final, seed=seed)
+      paths = run.task.write_figures(state_r, run.data.test, run.figures_dir(r), step, final,
+                                     seed=seed)
+      run.logger.write_images(step, paths, _image_prefix(run, r))
   logged = combine(run, values)
   _log(run, step, logged, 'eval')
   return logged
+
+
+def _image_prefix(run: Run, r: int) -> str:
+  return f'{run.replicas.name(r)}/' if run.replicas.stacked else ''
 
 
 def _write_samples(run: Run, state: Any, step: int) -> None:
@@ -289,7 +298,19 @@ def _write_samples(run: Run, state: Any, step: int) -> None:
                 else sharding.to_host(state))
   for r, seed in enumerate(run.replicas.seeds):
     state_r = replicas_lib.replica(host_state, r) if run.replicas.stacked else host_state
-    run.task.write_samples(state_r, run.figures_dir(r), step, seed=seed)
+    paths = run.task.write_samples(state_r, run.figures_dir(r), step, seed=seed)
+    run.logger.write_images(step, paths, _image_prefix(run, r))
+
+
+def compile_train_step(run: Run, state: Any, batch: dict[str, jax.Array],
+                       extra: tuple[Any, ...]) -> Callable:
+  """The jitted train step, compiled now (with a log line saying so and how long it took)."""
+  logging.info('Compiling the train step%s...',
+               f' of {len(run.replicas)} replicas' if run.replicas.stacked else '')
+  start = time.perf_counter()
+  compiled = run.train_fn.lower(state, batch, *extra).compile()
+  logging.info('Compiled the train step in %.1f s.', time.perf_counter() - start)
+  return compiled
 
 
 def train(run: Run, state: Any) -> dict[str, Any]:
@@ -311,13 +332,16 @@ def train(run: Run, state: Any) -> dict[str, Any]:
   if run.replicas.stacked:
     step_hyperparameters = {k: sharding.put_global(v, sharding.replica_sharding(run.mesh))
                             for k, v in run.replicas.step_hyperparameters().items()}
+  extra = ((run.train_rngs, step_hyperparameters) if run.replicas.stacked
+           else (run.train_rngs,))
+  train_fn = None
   with preemption.StopRequests() as stop:
     for step in range(run.start_step, total):
       batch = train_batch(run, step)
-      if run.replicas.stacked:
-        state, metrics = run.train_fn(state, batch, run.train_rngs, step_hyperparameters)
-      else:
-        state, metrics = run.train_fn(state, batch, run.train_rngs)
+      if train_fn is None:
+        with progress.excluded():
+          train_fn = compile_train_step(run, state, batch, extra)
+      state, metrics = train_fn(state, batch, *extra)
       if wait_for_each_step:  # Several CPU devices must not run different steps at once.
         jax.block_until_ready(metrics)
       done = step + 1
@@ -335,13 +359,14 @@ def train(run: Run, state: Any) -> dict[str, Any]:
                                         'images_per_s': rates['images_per_s']})
         metric_logging.log_progress(
             done, total, {k: v for k, v in logged.items() if not isinstance(v, list)}, rates)
-      if done % config.eval_every_steps == 0 or final:
-        eval_metrics = evaluate(run, state, done, final)
-      elif (task.write_samples and run.is_writer and task.sample_every_steps
-            and done % task.sample_every_steps == 0):
-        _write_samples(run, state, done)
-      if saving and run.checkpointer.save(done, state, force=final or signum is not None):
-        last_saved = done
+      with progress.excluded():  # Throughput counts training steps only.
+        if done % config.eval_every_steps == 0 or final:
+          eval_metrics = evaluate(run, state, done, final)
+        elif (task.write_samples and run.is_writer and task.sample_every_steps
+              and done % task.sample_every_steps == 0):
+          _write_samples(run, state, done)
+        if saving and run.checkpointer.save(done, state, force=final or signum is not None):
+          last_saved = done
       if signum is not None:
         raise preemption.Preempted(signum, done, run.checkpointer.directory)
   return eval_metrics

@@ -1,8 +1,10 @@
 """Metrics to TensorBoard (clu) and to `WORKDIR/metrics.jsonl`, plus steps/s, images/s and ETA.
 
 `metrics.jsonl` holds one JSON object per line: a `run_start` record each time the run starts or
-resumes (model, dataset source, devices), then `{"step": s, name: value, ...}` records; evaluation
-values are prefixed `eval_`. Only process 0 writes files.
+resumes (model, dataset source, devices), then `{"step": s, "wall_time": t, name: value, ...}`
+records (t in seconds since the Unix epoch); evaluation values are prefixed `eval_`. TensorBoard
+gets the same scalars, the run's figures as images after each evaluation, and the config as
+hyperparameters. Only process 0 writes files.
 
 On a resume from step s, records of steps after s (written before a crash, by steps the resumed run
 repeats) are dropped first, as is a line cut short by a kill, so the file reads as if the run had
@@ -12,9 +14,11 @@ its first checkpoint) drops every step record, keeping the `run_start` history.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 import time
 from typing import Any, Mapping
 
@@ -82,6 +86,32 @@ class MetricLogger:
       with open(self.jsonl_path, 'a', encoding='utf-8') as f:
         f.write(json.dumps({k: _plain(v) for k, v in record.items()}) + '\n')
 
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    """The run's config as TensorBoard hyperparameters (nested fields as dotted names)."""
+    flat = {}
+
+    def flatten(prefix, value):
+      if isinstance(value, Mapping):
+        for key, item in value.items():
+          flatten(f'{prefix}{key}.', item)
+      else:
+        flat[prefix[:-1]] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    flatten('', hparams)
+    self._writer.write_hparams(flat)
+
+  def write_images(self, step: int, paths: list[str], prefix: str = '') -> None:
+    """PNG figures as TensorBoard images, named after their files (a per-step file
+    `samples_step000100.png` shows as `samples`)."""
+    if not self.is_writer or not paths:
+      return
+    import matplotlib.image  # pylint: disable=g-import-not-at-top
+    images = {}
+    for path in paths:
+      name = re.sub(r'_step\d+$', '', os.path.splitext(os.path.basename(path))[0])
+      pixels = matplotlib.image.imread(path)  # float [H, W, 3 or 4] in [0, 1]
+      images[f'{prefix}{name}'] = (np.clip(pixels[..., :3], 0, 1) * 255).astype(np.uint8)[None]
+    self._writer.write_images(step, images)
+
   def write_run_start(self, step: int, info: Mapping[str, Any]) -> None:
     self._append({'event': 'run_start', 'step': step, **info})
 
@@ -96,7 +126,7 @@ class MetricLogger:
         board.update({f'{name}/{r:02d}': float(v) for r, v in enumerate(value)})
       else:
         record[name] = board[name] = float(value)
-    self._append({'step': step, **record})
+    self._append({'step': step, 'wall_time': round(time.time(), 3), **record})
     self._writer.write_scalars(step, board)
 
   def close(self) -> None:
@@ -105,16 +135,31 @@ class MetricLogger:
 
 
 class Progress:
-  """Throughput between two calls and the time left to `total_steps`."""
+  """Training throughput between two calls, without the time spent in `excluded()` blocks
+  (evaluations, figures, checkpoints), and the time left to `total_steps`.
+
+  (clu's periodic_actions.ReportProgress reports steps/s over wall time, evaluations included,
+  and breaks the wall time down by its `timed` parts; this measures the steps alone.)
+  """
 
   def __init__(self, start_step: int, total_steps: int, batch_size: int):
     self.total_steps, self.batch_size = total_steps, batch_size
     self._last_step, self._last_time = start_step, time.perf_counter()
+    self._excluded = 0.0
+
+  @contextlib.contextmanager
+  def excluded(self):
+    """Time spent in this block does not count as training time."""
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self._excluded += time.perf_counter() - start
 
   def update(self, step: int) -> dict[str, float]:
     now = time.perf_counter()
-    steps, seconds = step - self._last_step, now - self._last_time
-    self._last_step, self._last_time = step, now
+    steps, seconds = step - self._last_step, now - self._last_time - self._excluded
+    self._last_step, self._last_time, self._excluded = step, now, 0.0
     steps_per_s = steps / seconds if seconds > 0 else math.nan
     return {'steps_per_s': steps_per_s, 'images_per_s': steps_per_s * self.batch_size,
             'eta_s': (self.total_steps - step) / steps_per_s if steps_per_s > 0 else math.nan}
