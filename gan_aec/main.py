@@ -19,6 +19,7 @@ the current step is saved.
 import logging as std_logging
 import re
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -39,6 +40,10 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..num_pro
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Call jax.distributed.initialize() before anything else. Without '
     '--coordinator_address JAX detects the cluster itself (TPU VM pod slices, SLURM, Open MPI).')
+_SHUTDOWN_TIMEOUT = flags.DEFINE_integer(
+    'shutdown_timeout_s', 3600, 'Multi-process runs: how long a finished process waits for the '
+    'others to finish (a straggler writing its last checkpoint, a busy host) before the run '
+    'counts as failed.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and figures.',
                                required=True)
 config_flags.DEFINE_config_file(
@@ -60,8 +65,10 @@ def main(argv):
   for handler in std_logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
   config = flags.FLAGS.config
-  if _DISTRIBUTED.value or _COORDINATOR.value:
-    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  distributed = _DISTRIBUTED.value or _COORDINATOR.value
+  if distributed:
+    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           _SHUTDOWN_TIMEOUT.value)
   else:
     cpu_devices.split_for_configs([config])  # One CPU device per core (before JAX starts).
   logging.info('JAX: process %d of %d, devices %s', jax.process_index(), jax.process_count(),
@@ -69,19 +76,36 @@ def main(argv):
   try:
     loop.train_and_evaluate(config, _WORKDIR.value)
   except errors.UserError as e:
+    _finish_distributed(distributed)
     _fail(str(e))
   except preemption.Preempted as e:
+    _finish_distributed(distributed)
     print(e, file=sys.stderr)
     sys.exit(128 + e.signum)
+  _finish_distributed(distributed)
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
-                           process_id: int | None) -> None:
+                           process_id: int | None, shutdown_timeout_s: int = 3600) -> None:
   """jax.distributed.initialize, with CPU collectives over gloo (so CPU-only processes, e.g. the
   tests' two local processes, can form one system; GPUs and TPUs use their own collectives)."""
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+                             num_processes=num_processes, process_id=process_id,
+                             shutdown_timeout_seconds=shutdown_timeout_s)
+
+
+def _finish_distributed(distributed: bool) -> None:
+  """Every process of a multi-process run waits here for the others before JAX shuts down, and
+  says so: processes finish seconds to minutes apart (the last checkpoint shard, a busy host),
+  and JAX's own shutdown at exit aborts a process that waits longer than its timeout."""
+  if not distributed or jax.process_count() == 1:
+    return
+  start, count = time.perf_counter(), jax.process_count()
+  logging.info('Process %d finished; waiting for the other %d process(es) to finish (up to %d s, '
+               '--shutdown_timeout_s).', jax.process_index(), count - 1, _SHUTDOWN_TIMEOUT.value)
+  jax.distributed.shutdown()  # Returns once every process has reached it.
+  logging.info('All %d processes finished (waited %.1f s).', count, time.perf_counter() - start)
 
 
 def _fail(message: str) -> None:

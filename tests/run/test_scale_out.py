@@ -93,3 +93,38 @@ def test_four_replicas_on_two_processes_of_two_devices_train_like_one_device(tmp
   start = helpers.read_metrics(two)[0]
   assert (start['devices'], start['processes'], len(start['replicas'])) == (4, 2, 4)
   helpers.assert_same_run(two, one)
+
+
+STRAGGLER = '''
+import time
+from gan_aec.run import loop
+_train_and_evaluate = loop.train_and_evaluate
+def _late(*args, **kwargs):
+  result = _train_and_evaluate(*args, **kwargs)
+  time.sleep({delay})  # This process finishes its run {delay} s after the other.
+  return result
+loop.train_and_evaluate = _late
+'''
+
+
+def test_a_process_finishing_later_than_the_other_does_not_fail_the_run(tmp_path):
+  hook = tmp_path / 'straggler'
+  hook.mkdir()
+  (hook / 'sitecustomize.py').write_text(STRAGGLER.format(delay=20), encoding='utf-8')
+  port = _free_port()
+  common = [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
+            f'--workdir={tmp_path / "run"}', f'--config.dataset.data_dir={tmp_path / "empty"}',
+            '--config.dataset.download=False', f'--coordinator_address=localhost:{port}',
+            '--num_processes=2', '--shutdown_timeout_s=120']
+  late_env = {**env_with_devices(1),
+              'PYTHONPATH': os.pathsep.join([str(hook), REPO, os.environ.get('PYTHONPATH', '')])}
+  processes = [subprocess.Popen(common + [f'--process_id={i}'], cwd=REPO,
+                                env=late_env if i == 1 else env_with_devices(1),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+  outputs = [p.communicate(timeout=900)[1] for p in processes]
+  for i, (process, stderr) in enumerate(zip(processes, outputs)):
+    assert process.returncode == 0, f'process {i}:\n{stderr[-3000:]}'
+  assert 'waiting for the other 1 process(es) to finish' in outputs[0]
+  waited = float(outputs[0].split('All 2 processes finished (waited ')[1].split(' s)')[0])
+  assert waited >= 15  # It did wait for the straggler, and said so.
