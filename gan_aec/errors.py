@@ -20,6 +20,10 @@ class WorkdirMismatchError(UserError):
   """The workdir holds a run of a different config; resuming it would mix two experiments."""
 
 
+class WorkdirUnusableError(UserError, OSError):
+  """The workdir cannot be written (permissions, a file in the way) or its disk is too full."""
+
+
 class CheckpointError(UserError):
   """A checkpoint cannot be restored (corrupt, truncated, or of another model)."""
 

@@ -18,10 +18,13 @@ import orbax.checkpoint as ocp
 from gan_aec import errors
 
 
+MAX_TO_KEEP = 3  # Checkpoints a run keeps (the newest).
+
+
 class Checkpointer:
   """Saves every `every_steps` steps (and when forced), keeps the newest `max_to_keep`."""
 
-  def __init__(self, workdir: str, every_steps: int, max_to_keep: int = 3):
+  def __init__(self, workdir: str, every_steps: int, max_to_keep: int = MAX_TO_KEEP):
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
     self._manager = ocp.CheckpointManager(
         self.directory,

@@ -152,7 +152,9 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] |
     raise ConfigError(str(e)) from e
   state = _create_state(task, replicas, mesh, train_batches[0].get(0))
 
-  os.makedirs(workdir, exist_ok=True)
+  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+  run_workdir.check_usable(workdir, state_bytes,
+                           checkpoints_kept=checkpointing.MAX_TO_KEEP + (1 if quality else 0))
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
   best = ()
   if quality:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from typing import Any
 
 import ml_collections
@@ -106,6 +108,33 @@ def check_data_source(config: ml_collections.ConfigDict, workdir: str, saved: di
     raise errors.WorkdirMismatchError(
         f'{workdir} holds a run trained on dataset.source={old!r}, but the data now comes from '
         f'{source!r}. Use another --workdir, or pass --config.allow_config_change=True.')
+
+
+# Beyond the checkpoints: metrics, TensorBoard events, figures.
+_SPACE_MARGIN_BYTES = 64 * 2 ** 20
+
+
+def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4) -> None:
+  """WorkdirUnusableError, before anything is trained, when workdir cannot be created or written,
+  or (on a local disk) has less free space than `checkpoints_kept` checkpoints of
+  `checkpoint_bytes` and a margin for metrics and figures."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f'.write_test-{uuid.uuid4().hex}')
+    with open(probe, 'w', encoding='utf-8') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise errors.WorkdirUnusableError(
+        f'Cannot write to the workdir {workdir} ({type(e).__name__}: {e}). Choose a --workdir '
+        'you can write to.') from e
+  needed = checkpoints_kept * checkpoint_bytes + _SPACE_MARGIN_BYTES
+  free = shutil.disk_usage(workdir).free
+  if free < needed:
+    raise errors.WorkdirUnusableError(
+        f'The disk of {workdir} has {free / 2**20:.0f} MB free; this run needs about '
+        f'{needed / 2**20:.0f} MB ({checkpoints_kept} checkpoints of {checkpoint_bytes / 2**20:.1f} '
+        'MB, metrics and figures). Free some space or choose another --workdir.')
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -1,5 +1,6 @@
 """A run's identity in its workdir (gan_aec.run.workdir): config.json and the resume check."""
 
+import collections
 import json
 import os
 
@@ -56,3 +57,25 @@ def test_a_workdir_trained_on_other_data_is_refused(tmp_path):
     workdir.check_data_source(config, str(tmp_path), saved, 'tfds')
   config.allow_config_change = True
   workdir.check_data_source(config, str(tmp_path), saved, 'tfds')
+
+
+def test_an_unwritable_or_full_workdir_is_refused_before_training(tmp_path, monkeypatch):
+  (tmp_path / 'a_file').write_text('not a folder', encoding='utf-8')
+  with pytest.raises(errors.WorkdirUnusableError, match='Cannot write to the workdir'):
+    workdir.check_usable(str(tmp_path / 'a_file' / 'run'), checkpoint_bytes=1000)
+  workdir.check_usable(str(tmp_path / 'run'), checkpoint_bytes=1000)
+  assert os.listdir(tmp_path / 'run') == []  # The probe file is gone.
+  monkeypatch.setattr(workdir.shutil, 'disk_usage',
+                      lambda path: collections.namedtuple('Usage', 'total used free')(1, 1, 2**20))
+  with pytest.raises(errors.WorkdirUnusableError, match='has 1 MB free; this run needs about'):
+    workdir.check_usable(str(tmp_path / 'run'), checkpoint_bytes=10 * 2**20)
+
+
+def test_the_loop_checks_the_workdir_before_it_trains(tmp_path):
+  from gan_aec.run import loop  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'a_file').write_text('not a folder', encoding='utf-8')
+  config = config_lib.load_config('autoencoder', 'smoke')
+  config.dataset.data_dir = str(tmp_path / 'empty')
+  config.dataset.download = False
+  with pytest.raises(errors.WorkdirUnusableError, match='Choose a --workdir'):
+    loop.train_and_evaluate(config, str(tmp_path / 'a_file' / 'run'))
