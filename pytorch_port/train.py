@@ -20,12 +20,11 @@ import math
 import statistics
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gan_aec import config_lib
-from gan_aec import input_pipeline, mnist_data
+from gan_aec.data import batching, mnist
+from gan_aec.run import config as config_lib
 from pytorch_port import models
 
 MODELS = ('autoencoder', 'denoising_autoencoder', 'vae')
@@ -44,7 +43,7 @@ def _autoencoder_run(config, data, seed: int, steps: int) -> dict[str, float]:
                                                    tuple(config.decoder_features)),
                             config.kernel_init)
   opt = torch.optim.Adam(model.parameters(), config.learning_rate)
-  batches = input_pipeline.TrainBatches(data.train, config.batch_size, seed)
+  batches = batching.TrainBatches(data.train, config.batch_size, seed)
   noise_std = float(config.noise_std)
 
   def corrupt(x):
@@ -59,7 +58,7 @@ def _autoencoder_run(config, data, seed: int, steps: int) -> dict[str, float]:
     if not math.isfinite(loss.item()):
       return {'diverged_at_step': step}
   model.eval()
-  x = models.to_nchw(input_pipeline.to_float(data.test.images))
+  x = models.to_nchw(batching.to_float(data.test.images))
   with torch.no_grad():
     inputs = corrupt(x)
     logits = model(inputs)
@@ -100,7 +99,7 @@ def _vae_run(config, data, seed: int, steps: int) -> dict[str, float]:
   model = models.ConvVAE(config.latent_dim)
   # PyTorch's RMSprop: alpha = config.rmsprop_decay, eps 1e-8 outside the square root.
   opt = torch.optim.RMSprop(model.parameters(), config.learning_rate, alpha=config.rmsprop_decay)
-  batches = input_pipeline.TrainBatches(data.train, config.batch_size, seed)
+  batches = batching.TrainBatches(data.train, config.batch_size, seed)
   for step in range(steps):
     x = models.to_nchw(batches.get(step)['image'])
     recon, kl = _vae_parts(model, x)
@@ -110,7 +109,7 @@ def _vae_run(config, data, seed: int, steps: int) -> dict[str, float]:
     opt.step()
     if not math.isfinite(loss.item()):
       return {'diverged_at_step': step}
-  x = models.to_nchw(input_pipeline.to_float(data.test.images))
+  x = models.to_nchw(batching.to_float(data.test.images))
   with torch.no_grad():
     recon, kl = _vae_parts(model, x)
     iwae = torch.cat([_iwae_nll(model, x[i:i + 500], config.eval.num_importance_samples)
@@ -122,7 +121,7 @@ def _vae_run(config, data, seed: int, steps: int) -> dict[str, float]:
 def train_seed(model: str, seed: int, steps: int, data=None) -> dict[str, float]:
   """Trains one seed of `model` (configs/<model>.py) for `steps` steps; its test metrics."""
   config = config_lib.load_config(model)
-  data = data or mnist_data.load_bundled()
+  data = data or mnist.load_bundled()
   torch.manual_seed(seed)
   run = _vae_run if model == 'vae' else _autoencoder_run
   start = time.perf_counter()
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
   args = parser.parse_args(argv)
   if args.threads:
     torch.set_num_threads(args.threads)
-  data = mnist_data.load_bundled()
+  data = mnist.load_bundled()
   records = []
   for seed in _seeds(args.seeds):
     record = train_seed(args.model, seed, args.steps, data)

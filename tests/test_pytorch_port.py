@@ -8,8 +8,8 @@ import optax
 import pytest
 
 from gan_aec import autoencoder, vae
-from gan_aec import mnist_data as mnist
-from gan_aec.input_pipeline import to_float
+from gan_aec.data import mnist
+from gan_aec.data.batching import to_float
 
 torch = pytest.importorskip('torch')
 from pytorch_port import models  # pylint: disable=g-import-not-at-top,wrong-import-position
