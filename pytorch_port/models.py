@@ -218,6 +218,41 @@ class Discriminator(nn.Module):
     return self.dense(flatten_nhwc(x))[:, 0]
 
 
+class Classifier(nn.Module):
+  """gan_aec.classifier.Classifier: images [B, 1, 28, 28] in [0, 1] -> logits [B, 10].
+
+  Blocks of 3x3 SAME convolutions with ReLU, each block followed by a 2x2 max pool (a block with
+  no convolution is a pool alone), then Dense(feature_dim, relu) = the features, dropout, logits.
+  """
+
+  def __init__(self, conv_features: Sequence[Sequence[int]] = ((32, 32), (64, 64)),
+               feature_dim: int = 128, num_classes: int = 10, dropout: float = 0.5,
+               image_size: int = 28, channels: int = 1):
+    super().__init__()
+    convs, width, size = [], channels, image_size
+    for block in conv_features:
+      layers = []
+      for features in block:
+        layers.append(SameConv2d(width, features, 3))
+        width = features
+      convs.append(nn.ModuleList(layers))
+      size = -(-size // 2)
+    self.blocks = nn.ModuleList(convs)
+    self.feature_dense = nn.Linear(size * size * width, feature_dim)
+    self.logits_dense = nn.Linear(feature_dim, num_classes)
+    self.dropout = dropout
+
+  def features(self, x: torch.Tensor) -> torch.Tensor:
+    for block in self.blocks:
+      for conv in block:
+        x = F.relu(conv(x))
+      x = max_pool_2x2(x)
+    return F.relu(self.feature_dense(flatten_nhwc(x)))
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    return self.logits_dense(F.dropout(self.features(x), self.dropout, self.training))
+
+
 # ------------------------------------------------------------------------------------------------
 # Weights from gan_aec (Flax) parameters, for equivalence checks.
 # ------------------------------------------------------------------------------------------------
@@ -242,8 +277,33 @@ def load_layer(layer: nn.Module, flax_params: dict) -> None:
   _copy(layer.bias, flax_params['bias'])
 
 
-def load_flax_params(model: nn.Module, params: dict) -> nn.Module:
-  """Copies a gan_aec model's Flax 'params' into its PyTorch port (ConvAutoencoder or ConvVAE)."""
+def _load_batch_norm(bn: nn.BatchNorm2d, params: dict, stats: dict) -> None:
+  _copy(bn.weight, params['scale'])
+  _copy(bn.bias, params['bias'])
+  if stats:
+    _copy(bn.running_mean, stats['mean'])
+    _copy(bn.running_var, stats['var'])
+
+
+def _load_gan_network(model: nn.Module, params: dict, batch_stats: dict) -> None:
+  """Flax's auto-named layers (Dense_0, ConvTranspose_i / Conv_i, BatchNorm_i) in call order."""
+  if isinstance(model, Generator):
+    load_layer(model.dense, params['Dense_0'])
+    for i, deconv in enumerate(model.deconvs):
+      load_layer(deconv, params[f'ConvTranspose_{i}'])
+    norms = model.bns
+  else:
+    for i, conv in enumerate(model.convs):
+      load_layer(conv, params[f'Conv_{i}'])
+    load_layer(model.dense, params['Dense_0'])
+    norms = [bn for bn in model.bns if isinstance(bn, nn.BatchNorm2d)]
+  for i, bn in enumerate(norms):
+    _load_batch_norm(bn, params[f'BatchNorm_{i}'], batch_stats.get(f'BatchNorm_{i}', {}))
+
+
+def load_flax_params(model: nn.Module, params: dict, batch_stats: dict | None = None) -> nn.Module:
+  """Copies a gan_aec model's Flax 'params' (and 'batch_stats' of a network with BatchNorm) into
+  its PyTorch port."""
   if isinstance(model, ConvVAE):
     for i, conv in enumerate(model.encoder_convs):
       load_layer(conv, params[f'encoder_conv{i}'])
@@ -256,6 +316,14 @@ def load_flax_params(model: nn.Module, params: dict) -> nn.Module:
     for i, conv in enumerate(model.decoder_convs):
       load_layer(conv, params[f'decoder_conv{i}'])
     load_layer(model.logits_conv, params['logits_conv'])
+  elif isinstance(model, Classifier):
+    for b, block in enumerate(model.blocks):
+      for i, conv in enumerate(block):
+        load_layer(conv, params[f'block{b}_conv{i}'])
+    load_layer(model.feature_dense, params['feature_dense'])
+    load_layer(model.logits_dense, params['logits_dense'])
+  elif isinstance(model, (Generator, Discriminator)):
+    _load_gan_network(model, params, batch_stats or {})
   else:
     raise TypeError(f'No Flax parameter mapping for {type(model).__name__}.')
   return model

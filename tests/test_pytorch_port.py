@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from gan_aec import autoencoder, vae
+from gan_aec import autoencoder, classifier, dcgan, vae
 from gan_aec.data import mnist
 from gan_aec.data.batching import to_float
 
@@ -80,3 +80,33 @@ def test_vae_port_has_our_loss_gradients_and_rmsprop_step(images):
   new_params = state.apply_gradients(grads=grads).params
   np.testing.assert_allclose(port.logvar.weight.detach().numpy(),
                              np.asarray(new_params['logvar']['kernel']).T, atol=1e-6)
+
+
+def test_dcgan_and_classifier_ports_compute_our_functions(images):
+  z = np.random.default_rng(0).uniform(-1, 1, (4, 100)).astype(np.float32)
+  generator, discriminator = dcgan.Generator(), dcgan.Discriminator()
+  g_vars = generator.init(jax.random.key(0), z, train=False)
+  d_vars = discriminator.init(jax.random.key(1), images[:4] * 2 - 1, train=False)
+  # Non-trivial running statistics, so that inference mode's use of them is checked too.
+  g_vars = {'params': g_vars['params'], 'batch_stats': jax.tree.map(
+      lambda x: x + 0.1 * np.random.default_rng(2).random(x.shape, np.float32), g_vars['batch_stats'])}
+  port_g = models.load_flax_params(models.Generator(), jax.device_get(g_vars['params']),
+                                   jax.device_get(g_vars['batch_stats'])).eval()
+  port_d = models.load_flax_params(models.Discriminator(), jax.device_get(d_vars['params']),
+                                   jax.device_get(d_vars['batch_stats'])).eval()
+  fake = np.asarray(generator.apply(g_vars, z, train=False))
+  with torch.no_grad():
+    port_fake = port_g(torch.from_numpy(z)).numpy().transpose(0, 2, 3, 1)
+    port_logits = port_d(models.to_nchw(fake)).numpy()
+  np.testing.assert_allclose(port_fake, fake, atol=1e-4)
+  np.testing.assert_allclose(port_logits, np.asarray(discriminator.apply(d_vars, fake, train=False)),
+                             rtol=1e-4, atol=1e-4)
+
+  model = classifier.Classifier(conv_features=((32, 32), (64, 64), ()))
+  params = model.init(jax.random.key(3), images)['params']
+  port = models.load_flax_params(models.Classifier(((32, 32), (64, 64), ())),
+                                 jax.device_get(params)).eval()
+  with torch.no_grad():
+    got = port(models.to_nchw(images)).numpy()
+  np.testing.assert_allclose(got, np.asarray(model.apply({'params': params}, images)),
+                             rtol=1e-4, atol=1e-4)
