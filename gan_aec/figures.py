@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import io
 from typing import Sequence
 
+from etils import epath
 import matplotlib
 
 matplotlib.use('Agg')
@@ -13,10 +14,14 @@ import numpy as np
 
 
 def _save(fig, path: str) -> str:
+  """Writes the figure as a PNG at `path` (a local path, or gs:// / s3:// through etils.epath)."""
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=100)
+  target = epath.Path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=100)
   plt.close(fig)
+  target.write_bytes(buffer.getvalue())
   return path
 
 

@@ -55,6 +55,8 @@ class _QuietLibraries(std_logging.Filter):
   """Drops the INFO chatter of orbax and TFDS (dozens of lines per checkpoint); keeps warnings."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
+    if '/gcsfs/' in record.pathname and 'Could not determine bucket type' in record.getMessage():
+      return False  # Repeated for every path of a bucket it cannot classify (e.g. an emulator).
     noisy = '/orbax/' in record.pathname or '/tensorflow_datasets/' in record.pathname
     return record.levelno >= std_logging.WARNING or not noisy
 

@@ -42,11 +42,13 @@ def write_mnist_files(folder: str, num_train: int | None, num_test: int, seed: i
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
-    return [json.loads(line) for line in f]
+  """metrics.jsonl of a workdir (local, or in a bucket)."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  text = (epath.Path(workdir) / 'metrics.jsonl').read_text(encoding='utf-8')
+  return [json.loads(line) for line in text.splitlines() if line]
 
 
-TIMING_KEYS = ('steps_per_s', 'images_per_s')
+TIMING_KEYS = ('steps_per_s', 'images_per_s', 'wall_time')
 
 
 def committed_steps(workdir: str) -> list[int]:

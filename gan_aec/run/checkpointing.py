@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
 from gan_aec import errors
+from gan_aec.run import workdir as run_workdir
 
 
 MAX_TO_KEEP = 3  # Checkpoints a run keeps (the newest).
@@ -25,7 +27,7 @@ class Checkpointer:
   """Saves every `every_steps` steps (and when forced), keeps the newest `max_to_keep`."""
 
   def __init__(self, workdir: str, every_steps: int, max_to_keep: int = MAX_TO_KEEP):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self.directory = os.path.join(run_workdir.absolute(workdir), 'checkpoints')
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -77,7 +79,8 @@ class BestCheckpointer:
 
   def __init__(self, workdir: str, metric: str = 'fid', subdirectory: str | None = None):
     self.metric = metric
-    self.directory = os.path.join(os.path.abspath(workdir), 'best_checkpoint', subdirectory or '')
+    self.directory = os.path.join(run_workdir.absolute(workdir), 'best_checkpoint',
+                                  subdirectory or '')
     self.directory = self.directory.rstrip(os.sep)
     self._manager = ocp.CheckpointManager(
         self.directory,
@@ -108,9 +111,10 @@ class BestCheckpointer:
 
 def committed_steps(directory: str) -> list[int]:
   """Steps of the committed checkpoints in a checkpoint directory (half-written ones excluded)."""
-  if not os.path.isdir(directory):
+  path = epath.Path(directory)
+  if not path.is_dir():
     return []
-  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+  return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())
 
 
 def restore_on_one_device(directory: str, step: int, abstract_state: Any = None) -> Any:

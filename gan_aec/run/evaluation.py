@@ -18,10 +18,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 from typing import Any, Callable
 
 from absl import logging
+from etils import epath
 import jax
 import ml_collections
 import numpy as np
@@ -128,11 +128,8 @@ def reference_images(train: np.ndarray, num: int, seed: int = 0) -> dict[str, np
           'one_repeated_image': np.repeat(real[:1], num, axis=0)}
 
 
-def _write(path: str, record: dict) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-  with os.fdopen(fd, 'w', encoding='utf-8') as f:
-    json.dump(record, f, indent=1)
-  os.replace(tmp, path)
+def _write(path: epath.Path, record: dict) -> None:
+  run_workdir.write_whole(path, json.dumps(record, indent=1))
 
 
 def summary(scores: dict) -> str:
@@ -163,11 +160,8 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
       sample_quality.load_extractor(spec), data.test,
       num_samples or block.get('num_samples') or len(data.test),
       datasets.cache_dir(config.dataset), sample_quality.dataset_id(config))
-  path = os.path.join(workdir, EVAL_FILE)
-  record = {}
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      record = json.load(f)
+  path = epath.Path(workdir) / EVAL_FILE
+  record = json.loads(path.read_text(encoding='utf-8')) if path.exists() else {}
   common = {**quality.record(), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
       timespec='seconds')}
 

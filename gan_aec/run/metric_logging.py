@@ -15,6 +15,7 @@ its first checkpoint) drops every step record, keeping the `run_start` history.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -23,8 +24,11 @@ import time
 from typing import Any, Mapping
 
 from absl import logging
-from clu import metric_writers
+from etils import epath
 import numpy as np
+
+from gan_aec.run import tensorboard
+from gan_aec.run import workdir as run_workdir
 
 
 def _plain(value: Any) -> Any:
@@ -33,61 +37,83 @@ def _plain(value: Any) -> Any:
   return value
 
 
+def is_local(path: Any) -> bool:
+  """Whether `path` is on a local file system (not gs://, s3://, ...)."""
+  return '://' not in str(path)
+
+
 def read_records(workdir: str) -> list[dict[str, Any]]:
   """WORKDIR/metrics.jsonl as a list of records ([] without the file); a line cut short by a kill
   is skipped."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
+  path = epath.Path(workdir) / JSONL_FILE
+  if not path.exists():
     return []
   records = []
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except ValueError:
-        continue
+  for line in path.read_text(encoding='utf-8').splitlines():
+    try:
+      records.append(json.loads(line))
+    except ValueError:
+      continue
   return records
 
 
+JSONL_FILE = 'metrics.jsonl'
+
+
 class MetricLogger:
-  """Writes scalar metrics to TensorBoard and metrics.jsonl (only when `is_writer`)."""
+  """Writes metrics to TensorBoard and metrics.jsonl, figures as TensorBoard images, the config
+  as hyperparameters (all only when `is_writer`: process 0). Paths go through etils.epath, so the
+  workdir may be a bucket: a local metrics.jsonl is appended to, a remote one (object stores
+  cannot append) rewritten whole at each record."""
 
   def __init__(self, workdir: str, *, is_writer: bool = True, resume_step: int | None = None):
     self.is_writer = is_writer
-    self.jsonl_path = os.path.join(workdir, 'metrics.jsonl')
-    if is_writer and resume_step is not None and os.path.exists(self.jsonl_path):
-      self._drop_records_after(resume_step)
+    self.jsonl_path = epath.Path(workdir) / JSONL_FILE
+    self._lines: list[str] = []  # The file's content, kept for rewriting a remote file.
+    if is_writer and self.jsonl_path.exists():
+      self._lines = [line + '\n' for line in
+                     self.jsonl_path.read_text(encoding='utf-8').splitlines() if line]
+      if resume_step is not None:
+        self._drop_records_after(resume_step)
     # TensorBoard events on process 0 only; progress lines are logged by log_progress instead.
-    self._writer = (metric_writers.SummaryWriter(workdir) if is_writer
-                    else metric_writers.MultiWriter([]))
+    self._writer = tensorboard.EventWriter(workdir) if is_writer else None
 
   def _drop_records_after(self, step: int) -> None:
     kept, dropped = [], 0
-    with open(self.jsonl_path, encoding='utf-8') as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-        except ValueError:  # A line cut short by a kill.
-          dropped += 1
-          continue
-        if 'event' in record or (step > 0 and record.get('step', 0) <= step):
-          kept.append(line if line.endswith('\n') else line + '\n')
-        else:
-          dropped += 1
+    for line in self._lines:
+      try:
+        record = json.loads(line)
+      except ValueError:  # A line cut short by a kill.
+        dropped += 1
+        continue
+      if 'event' in record or (step > 0 and record.get('step', 0) <= step):
+        kept.append(line)
+      else:
+        dropped += 1
     if dropped:
       logging.info('metrics.jsonl: dropped %d records after step %d (repeated by this resume).',
                    dropped, step)
-      with open(self.jsonl_path + '.tmp', 'w', encoding='utf-8') as f:
-        f.writelines(kept)
-      os.replace(self.jsonl_path + '.tmp', self.jsonl_path)
+      self._lines = kept
+      self._rewrite()
+
+  def _rewrite(self) -> None:
+    run_workdir.write_whole(self.jsonl_path, ''.join(self._lines))
 
   def _append(self, record: Mapping[str, Any]) -> None:
-    if self.is_writer:
-      with open(self.jsonl_path, 'a', encoding='utf-8') as f:
-        f.write(json.dumps({k: _plain(v) for k, v in record.items()}) + '\n')
+    if not self.is_writer:
+      return
+    line = json.dumps({k: _plain(v) for k, v in record.items()}) + '\n'
+    self._lines.append(line)
+    if is_local(self.jsonl_path):
+      with self.jsonl_path.open('a', encoding='utf-8') as f:
+        f.write(line)
+    else:
+      self._rewrite()
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
     """The run's config as TensorBoard hyperparameters (nested fields as dotted names)."""
+    if not self.is_writer:
+      return
     flat = {}
 
     def flatten(prefix, value):
@@ -104,13 +130,15 @@ class MetricLogger:
     `samples_step000100.png` shows as `samples`)."""
     if not self.is_writer or not paths:
       return
-    import matplotlib.image  # pylint: disable=g-import-not-at-top
-    images = {}
+    from PIL import Image  # pylint: disable=g-import-not-at-top
     for path in paths:
-      name = re.sub(r'_step\d+$', '', os.path.splitext(os.path.basename(path))[0])
-      pixels = matplotlib.image.imread(path)  # float [H, W, 3 or 4] in [0, 1]
-      images[f'{prefix}{name}'] = (np.clip(pixels[..., :3], 0, 1) * 255).astype(np.uint8)[None]
-    self._writer.write_images(step, images)
+      png = epath.Path(path).read_bytes()
+      with Image.open(io.BytesIO(png)) as image:
+        width, height = image.size
+        channels = len(image.getbands())
+      name = re.sub(r'_step\d+$', '', os.path.splitext(os.path.basename(str(path)))[0])
+      self._writer.write_png(step, f'{prefix}{name}', png, height, width, channels)
+    self._writer.flush()
 
   def write_run_start(self, step: int, info: Mapping[str, Any]) -> None:
     self._append({'event': 'run_start', 'step': step, **info})
@@ -127,11 +155,13 @@ class MetricLogger:
       else:
         record[name] = board[name] = float(value)
     self._append({'step': step, 'wall_time': round(time.time(), 3), **record})
-    self._writer.write_scalars(step, board)
+    if self._writer:
+      self._writer.write_scalars(step, board)
+      self._writer.flush()
 
   def close(self) -> None:
-    self._writer.flush()
-    self._writer.close()
+    if self._writer:
+      self._writer.close()
 
 
 class Progress:

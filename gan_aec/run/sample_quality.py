@@ -25,11 +25,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import io
 import os
-import tempfile
 from typing import Callable
 
 from absl import logging
+from etils import epath
 import jax
 import ml_collections
 import numpy as np
@@ -90,7 +91,7 @@ def params_digest(params) -> str:
 def from_classifier_run(workdir: str, step: int | None = None) -> FeatureExtractor:
   """The classifier of a configs/mnist_classifier.py run, at `step` (default: its latest)."""
   from gan_aec.run.tasks import classifier as classifier_task  # pylint: disable=g-import-not-at-top
-  saved = run_workdir.saved_config(workdir) if os.path.isdir(workdir) else None
+  saved = run_workdir.saved_config(workdir) if epath.Path(workdir).is_dir() else None
   train_hint = ('Train one with: python -m gan_aec.main --config=configs/mnist_classifier.py '
                 f'--workdir={workdir}')
   if saved is None:
@@ -184,10 +185,10 @@ class SampleQuality:
 
   def _real_features(self, real: Split, directory: str | None, data_id: str) -> np.ndarray:
     name = f'real_features-{data_id}-test-n{self.num_samples}-{self.extractor.fingerprint}.npz'
-    path = os.path.join(directory, name) if directory else None
-    if path and os.path.exists(path):
+    path = epath.Path(directory) / name if directory else None
+    if path and path.exists():
       try:
-        with np.load(path) as cached:
+        with np.load(io.BytesIO(path.read_bytes())) as cached:
           if cached['features'].shape[0] == self.num_samples:
             return cached['features']
       except (OSError, ValueError, KeyError) as e:
@@ -195,11 +196,10 @@ class SampleQuality:
     features, _ = self.extractor(real.images[:self.num_samples])
     if path:
       try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix='.npz.tmp')
-        with os.fdopen(fd, 'wb') as f:
-          np.savez(f, features=features, extractor=self.extractor.description)
-        os.replace(tmp, path)  # Atomic: never a half-written cache.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, features=features, extractor=self.extractor.description)
+        run_workdir.write_whole(path, buffer.getvalue())  # Never a half-written cache.
       except OSError as e:
         logging.warning('Cannot cache the real features in %s (%s); they are recomputed each '
                         'start.', directory, e)

@@ -15,6 +15,7 @@ import shutil
 import uuid
 from typing import Any
 
+from etils import epath
 import ml_collections
 
 from gan_aec import errors
@@ -50,14 +51,32 @@ def _as_plain(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
+def absolute(path: str) -> str:
+  """A local path made absolute; an object-store URL (gs://, s3://) as it is."""
+  return str(path) if '://' in str(path) else os.path.abspath(path)
+
+
+def write_whole(path: epath.Path, data: bytes | str) -> None:
+  """Writes a file whole: a reader sees the old or the new content, never a part. Locally through
+  a temporary file and a rename; an object store (gs://, s3://) writes each object whole anyway,
+  and has no rename."""
+  data = data.encode('utf-8') if isinstance(data, str) else data
+  path = epath.Path(path)
+  if '://' in str(path):
+    path.write_bytes(data)
+    return
+  tmp = path.parent / f'{path.name}.{uuid.uuid4().hex}.tmp'
+  tmp.write_bytes(data)
+  tmp.replace(path)
+
+
 def saved_config(workdir: str) -> dict | None:
   """The config.json a run left in workdir, or None when there is none."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  path = epath.Path(workdir) / CONFIG_FILE
+  if not path.exists():
     return None
   try:
-    with open(path, encoding='utf-8') as f:
-      return json.load(f)
+    return json.loads(path.read_text(encoding='utf-8'))
   except (OSError, ValueError) as e:
     raise errors.WorkdirMismatchError(
         f'{path} is unreadable ({e}). Restore it, or move it away to resume without the check.'
@@ -119,15 +138,17 @@ def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4)
   or (on a local disk) has less free space than `checkpoints_kept` checkpoints of
   `checkpoint_bytes` and a margin for metrics and figures."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f'.write_test-{uuid.uuid4().hex}')
-    with open(probe, 'w', encoding='utf-8') as f:
-      f.write('ok')
-    os.remove(probe)
+    path = epath.Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f'.write_test-{uuid.uuid4().hex}'
+    probe.write_text('ok', encoding='utf-8')
+    probe.unlink()
   except OSError as e:
     raise errors.WorkdirUnusableError(
         f'Cannot write to the workdir {workdir} ({type(e).__name__}: {e}). Choose a --workdir '
         'you can write to.') from e
+  if '://' in str(workdir):
+    return  # An object store: no disk to fill.
   needed = checkpoints_kept * checkpoint_bytes + _SPACE_MARGIN_BYTES
   free = shutil.disk_usage(workdir).free
   if free < needed:
@@ -139,7 +160,5 @@ def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4)
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes config.json atomically (a kill mid-write leaves the previous one)."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
-  os.replace(path + '.tmp', path)
+  write_whole(epath.Path(workdir) / CONFIG_FILE,
+              config.to_json_best_effort(indent=2, sort_keys=True) + '\n')

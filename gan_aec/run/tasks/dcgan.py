@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 
 import jax
+from etils import epath
 import ml_collections
 import numpy as np
 import optax
@@ -24,29 +26,33 @@ _NOISE_STREAM = 3
 def fixed_noise(workdir: str, seed: int, latent_dim: int) -> np.ndarray:
   """The run's sample noise [64, latent_dim], created once and kept in WORKDIR/sample_noise.npy,
   so that grids from any step (and after any resume) show the same latents."""
-  path = os.path.join(workdir, 'sample_noise.npy')
-  if os.path.exists(path):
-    return np.load(path)
+  path = epath.Path(workdir) / 'sample_noise.npy'
+  if path.exists():
+    with path.open('rb') as f:
+      return np.load(f)
   z = np.asarray(dcgan.sample_latents(jax.random.fold_in(jax.random.key(seed), _NOISE_STREAM),
                                       NUM_SAMPLES, latent_dim))
-  os.makedirs(workdir, exist_ok=True)
-  np.save(path, z)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open('wb') as f:
+    np.save(f, z)
   return z
 
 
 def _update_progress(workdir: str, step: int, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Appends step's first samples to WORKDIR/sample_progress.npz (replacing any entries from this
   step on, as after a resume); returns (steps [N], samples [N, STRIP_SAMPLES, H, W, C])."""
-  path = os.path.join(workdir, 'sample_progress.npz')
+  path = epath.Path(workdir) / 'sample_progress.npz'
   kept_steps = np.zeros((0,), np.int64)
   kept = np.zeros((0, *samples[:STRIP_SAMPLES].shape), np.float32)
-  if os.path.exists(path):
-    with np.load(path) as old:
+  if path.exists():
+    with np.load(io.BytesIO(path.read_bytes())) as old:
       keep = old['steps'] < step
       kept_steps, kept = old['steps'][keep], old['samples'][keep]
   all_steps = np.concatenate([kept_steps, [step]])
   all_samples = np.concatenate([kept, samples[None, :STRIP_SAMPLES]])
-  np.savez(path, steps=all_steps, samples=all_samples)
+  buffer = io.BytesIO()
+  np.savez(buffer, steps=all_steps, samples=all_samples)
+  path.write_bytes(buffer.getvalue())
   return all_steps, all_samples
 
 
@@ -73,7 +79,7 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   sample_fn = jax.jit(functools.partial(dcgan.generate, use_ema=use_ema))
 
   def write_samples(state, figures_dir: str, step: int, *, seed: int) -> list[str]:
-    workdir = os.path.dirname(os.path.abspath(figures_dir))  # The run's (or the replica's) folder.
+    workdir = os.path.dirname(figures_dir.rstrip('/'))  # The run's (or the replica's) folder.
     z = fixed_noise(workdir, seed, config.latent_dim)
     samples = (np.asarray(sample_fn(state, z)) + 1.0) / 2.0  # [-1, 1] -> [0, 1] for display.
     which = ' (EMA generator)' if use_ema else ''
