@@ -85,10 +85,12 @@ def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, ste
 def build_task(config: ml_collections.ConfigDict) -> Task:
   model = ConvVAE(latent_dim=config.latent_dim, image_shape=(28, 28, config_lib.channels(config)),
                   conv_implementation=config.conv_implementation,
+                  kernel_init=config.get('kernel_init', 'lecun_normal'),
                   dtype=config_lib.compute_dtype(config))
 
   def create_state(rng, example_batch):
-    tx = optimizer(config, optax.rmsprop, decay=config.rmsprop_decay)
+    tx = optimizer(config, optax.rmsprop, decay=config.rmsprop_decay,
+                   bias_correction=config.get('rmsprop_bias_correction', False))
     return create_train_state(model, tx=tx, rng=rng, example_images=example_batch['image'])
 
   def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
