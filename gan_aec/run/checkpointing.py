@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from etils import epath
+from etils.epath import backend as epath_backend
 import jax
 import orbax.checkpoint as ocp
 
@@ -112,6 +113,9 @@ class BestCheckpointer:
 def committed_steps(directory: str) -> list[int]:
   """Steps of the committed checkpoints in a checkpoint directory (half-written ones excluded)."""
   path = epath.Path(directory)
+  if '://' in str(directory):
+    # fsspec keeps each process's listings of a bucket; other processes add checkpoints.
+    epath_backend.fsspec_backend.fs(str(directory)).invalidate_cache(str(directory))
   if not path.is_dir():
     return []
   return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())

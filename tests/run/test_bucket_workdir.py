@@ -3,8 +3,8 @@ to a local run, with nothing written locally. Against a local Cloud Storage emul
 (gcp-storage-emulator, on 127.0.0.1 only); the run reaches it through etils.epath (gcsfs) and
 orbax's tensorstore, which both take the emulator's address from the environment."""
 
+import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +22,28 @@ REPO = str(helpers.REPO)
 BUCKET = 'runs'
 
 
+# The emulator, with one gap of it filled: Cloud Storage sends an object's generation with its
+# content (x-goog-generation), which tensorstore's conditional writes of an orbax (OCDBT) manifest
+# need after reading it; the emulator leaves the header out, and the second save of a run failed
+# with 'Malformed StorageGeneration'.
+EMULATOR = '''
+import sys
+from gcp_storage_emulator.handlers import objects
+_download = objects.download
+def download(request, response, storage, *args, **kwargs):
+  _download(request, response, storage, *args, **kwargs)
+  try:
+    obj = storage.get_file_obj(request.params['bucket_name'], request.params['object_id'])
+  except Exception:  # Not found: the response already says so.
+    return
+  response['x-goog-generation'] = str(obj['generation'])
+  response['x-goog-metageneration'] = str(obj['metageneration'])
+objects.download = download
+from gcp_storage_emulator.__main__ import main
+main(sys.argv[1:])
+'''
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
@@ -31,11 +53,11 @@ def _free_port() -> int:
 @pytest.fixture(scope='module')
 def emulator():
   """The emulator's URL, with the bucket created; stopped after the module's tests."""
-  if shutil.which('gcp-storage-emulator') is None:
+  if importlib.util.find_spec('gcp_storage_emulator') is None:
     pytest.skip('gcp-storage-emulator is not installed (pip install -e ".[test]")')
   port = _free_port()
   process = subprocess.Popen(
-      ['gcp-storage-emulator', 'start', '--host=127.0.0.1', f'--port={port}', '--in-memory',
+      [sys.executable, '-c', EMULATOR, 'start', '--host=127.0.0.1', f'--port={port}', '--in-memory',
        f'--default-bucket={BUCKET}', '--quiet'],
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   url = f'http://127.0.0.1:{port}'

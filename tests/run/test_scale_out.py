@@ -50,8 +50,8 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_two_processes(workdir, empty_data_dir, steps, config='configs/dcgan.py:smoke',
-                       extra=('--config.cpu_data_parallel=True',), devices_per_process=4):
+def _run_two_processes(workdir, empty_data_dir, steps, config='configs/vae.py:smoke', extra=(),
+                       devices_per_process=4):
   port = _free_port()
   processes = [subprocess.Popen(
       [sys.executable, '-m', 'gan_aec.main', f'--config={config}',
@@ -67,6 +67,10 @@ def _run_two_processes(workdir, empty_data_dir, steps, config='configs/dcgan.py:
   return stderr
 
 
+# The VAE, not the DCGAN: a GAN's Adam steps turn the last-bit differences of another all-reduce
+# order (gloo across processes) into whole-step differences on parameters with near-zero
+# gradients, so 4 of its steps agree only to ~1e-3 on some BatchNorm biases, and not always to the
+# tolerance; the 8-device test above covers BatchNorm over a sharded batch.
 def test_two_processes_train_checkpoint_and_resume_like_one(runs, tmp_path):
   _, eight = runs
   workdir = str(tmp_path / 'two_processes')
@@ -76,7 +80,7 @@ def test_two_processes_train_checkpoint_and_resume_like_one(runs, tmp_path):
   assert 'Resumed from' in stderr
   starts = [r for r in helpers.read_metrics(workdir) if 'event' in r]
   assert [(r['step'], r['devices'], r['processes']) for r in starts] == [(0, 8, 2), (2, 8, 2)]
-  helpers.assert_same_run(workdir, os.path.join(eight, 'dcgan'), skip_eval_at=(2,))
+  helpers.assert_same_run(workdir, os.path.join(eight, 'vae'), skip_eval_at=(2,))
   assert os.path.exists(os.path.join(workdir, 'figures', 'samples.png'))
 
 
