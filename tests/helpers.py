@@ -119,7 +119,10 @@ def assert_same_run(a, b, *, skip_eval_at=()):
                if not (r['step'] in skip_eval_at and all(k.startswith('eval_') or k == 'step'
                                                          for k in r))]
   records_b = scalar_records(b)
-  assert [sorted(r) for r in records_a] == [sorted(r) for r in records_b]
+  keys_a, keys_b = [sorted(r) for r in records_a], [sorted(r) for r in records_b]
+  assert keys_a == keys_b, next(
+      ((i, ra, rb) for i, (ra, rb) in enumerate(zip(records_a, records_b)) if sorted(ra) != sorted(rb)),
+      (len(records_a), len(records_b)))
   for ra, rb in zip(records_a, records_b):
     for key in ra:
       np.testing.assert_allclose(ra[key], rb[key], rtol=1e-3, atol=1e-5, err_msg=key)

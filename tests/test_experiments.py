@@ -36,7 +36,7 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
   assert '![reconstructions.png](autoencoder_mnist/reconstructions.png)' in page
   assert results_page._fmt(summary['metrics']['eval_loss']) in page
   assert f"| `loss` | {results_page._fmt(summary['metrics']['loss'])} | 0.097 |" in page
-  assert 'mock data' in page and 'Seed report: training loss about 0.097' in page
+  assert 'mock data' in page and 'Original report: training loss about 0.097' in page
   os.remove(results / 'README.md')
   assert results_page.write(str(results)) == str(results / 'README.md')
   assert (results / 'README.md').read_text() == page  # The page is a function of the summaries.

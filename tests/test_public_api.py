@@ -261,7 +261,8 @@ DROP_IN_KWARGS = [
 ]
 
 
-@pytest.mark.parametrize('kwargs', DROP_IN_KWARGS, ids=lambda kw: ','.join(map(str, kw.values())))
+@pytest.mark.parametrize('kwargs', DROP_IN_KWARGS, ids=lambda kw: ','.join(
+    v.__qualname__.split('.')[0] if callable(v) else str(v) for v in kw.values()))
 @pytest.mark.parametrize('ours,flax_class', [(layers.Conv, nn.Conv),
                                              (layers.ConvTranspose, nn.ConvTranspose)],
                          ids=['Conv', 'ConvTranspose'])

@@ -267,10 +267,7 @@ def evaluate(run: Run, state: Any, step: int, final: bool) -> dict[str, Any]:
                                      num_replicas=len(run.replicas) if run.replicas.stacked else None)
   if not run.replicas.stacked:
     values = [values]
-  host_state = None
-  if run.quality or run.is_writer:
-    host_state = (sharding.gather_to_host(state) if run.replicas.stacked
-                  else sharding.to_host(state))
+  host_state = _host_state(run, state, needed=bool(run.quality) or run.is_writer)
   for r, seed in enumerate(run.replicas.seeds):
     state_r = replicas_lib.replica(host_state, r) if run.replicas.stacked else host_state
     if run.quality:  # Every process scores the same samples, so all agree on saving the best.
@@ -295,9 +292,20 @@ def _image_prefix(run: Run, r: int) -> str:
   return f'{run.replicas.name(r)}/' if run.replicas.stacked else ''
 
 
+def _host_state(run: Run, state: Any, needed: bool) -> Any:
+  """`state` as numpy arrays on this host when `needed` (else None). Stacked replicas are spread
+  over the processes' devices, and gathering them is a collective: every process takes part,
+  whether or not it needs the result, or the others wait for it forever."""
+  if run.replicas.stacked:
+    return sharding.gather_to_host(state) if needed or jax.process_count() > 1 else None
+  return sharding.to_host(state) if needed else None
+
+
 def _write_samples(run: Run, state: Any, step: int) -> None:
-  host_state = (sharding.gather_to_host(state) if run.replicas.stacked
-                else sharding.to_host(state))
+  """The sample grids (process 0 writes; every process joins the gather of stacked replicas)."""
+  host_state = _host_state(run, state, needed=run.is_writer)
+  if not run.is_writer:
+    return
   for r, seed in enumerate(run.replicas.seeds):
     state_r = replicas_lib.replica(host_state, r) if run.replicas.stacked else host_state
     paths = run.task.write_samples(state_r, run.figures_dir(r), step, seed=seed)
@@ -364,7 +372,7 @@ def train(run: Run, state: Any) -> dict[str, Any]:
       with progress.excluded():  # Throughput counts training steps only.
         if done % config.eval_every_steps == 0 or final:
           eval_metrics = evaluate(run, state, done, final)
-        elif (task.write_samples and run.is_writer and task.sample_every_steps
+        elif (task.write_samples and task.sample_every_steps
               and done % task.sample_every_steps == 0):
           _write_samples(run, state, done)
         if saving and run.checkpointer.save(done, state, force=final or signum is not None):
