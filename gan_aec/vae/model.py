@@ -27,8 +27,8 @@ class ConvVAE(nn.Module):
   image_shape: tuple[int, int, int] = (28, 28, 1)
   conv_implementation: str = 'auto'  # gan_aec.layers implementation: 'auto', 'fast' or 'xla'.
   # Kernel initialisation: 'uniform_fan_in' (uniform in +-1/sqrt(fan_in), PyTorch's default for
-  # conv and linear layers) or 'lecun_normal' (Flax's default; ~1.7x larger activations, with which
-  # RMSprop's first steps can send the log-variance to overflow). Biases start at zero.
+  # conv and linear layers) or 'lecun_normal' (Flax's default; kernels with sqrt(3) ~ 1.7x that
+  # std, with which RMSprop's first steps can send the log-variance to overflow). Biases are 0.
   kernel_init: str = 'uniform_fan_in'
   # Activations and matmuls in this dtype (jnp.bfloat16 for speed on GPU/TPU); parameters stay
   # float32 and the outputs are float32.
