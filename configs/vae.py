@@ -39,8 +39,8 @@ def get_config(arg=None):
   config.latent_dim = 2
   # Kernel initialisation: 'uniform_fan_in' (PyTorch's default, uniform in +-1/sqrt(fan_in)) or
   # 'lecun_normal' (Flax's default, kernels with sqrt(3) ~ 1.7x that std, also in the 12,544 ->
-  # latent Dense layers); with RMSprop's first step (below) that sent the log-variance to |41| (median
-  # over 20 seeds) or |165| (max) after one step, and exp() to infinity on some seeds.
+  # latent Dense layers); with RMSprop's first step (below) that sent the log-variance to |41|
+  # (median over 20 seeds) or |165| (max) after one step, and exp() to infinity on some seeds.
   config.kernel_init = 'uniform_fan_in'
   config.conv_implementation = 'auto'  # gan_aec.layers: the XLA:CPU-friendly form on CPU.
   # 'bfloat16': activations and matmuls in bfloat16 (parameters, optimizer state, BatchNorm
