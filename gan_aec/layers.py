@@ -362,6 +362,73 @@ def conv_stride2_patches(x_BHWC: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(b, out_h, out_w, kernel.shape[-1])
 
 
+# --------------------------------------------------------------------------------------------------
+# Many replicas on one device.
+#
+# A many-seed run vmaps a model's step over a replica axis (gan_aec.run.sharding), so each layer
+# sees a batch of kernels, one per replica. jax.vmap turns a convolution of a batch of kernels into
+# a feature-grouped convolution (its kernel gradient a batch-grouped one), which XLA:CPU runs 10-30x
+# slower than the same convolutions one by one; and it turns our patch-matmul forms into one
+# batched matmul over patch tensors R times the size, which outgrow the cache (the VAE's im2col of
+# 4 replicas is ~29 MB). `per_replica` gives a convolution a batching rule that runs the one-model
+# convolution once per replica (unrolled: XLA may run them side by side), forward and backward, so
+# R replicas cost R one-model convolutions. A vmap that batches only the images (one kernel) folds
+# them into the image batch instead.
+# --------------------------------------------------------------------------------------------------
+
+def _fold(a: jax.Array) -> jax.Array:
+  return a.reshape(-1, *a.shape[2:])
+
+
+def _unfold(a: jax.Array, axis_size: int) -> jax.Array:
+  return a.reshape(axis_size, -1, *a.shape[1:])
+
+
+def _map_replicas(fn: Callable, axis_size: int, in_batched, *args):
+  """fn on each replica's slice of the batched args (the unbatched ones shared); stacked."""
+  outs = [fn(*(a[r] if batched else a for a, batched in zip(args, in_batched)))
+          for r in range(axis_size)]
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+
+@functools.lru_cache(maxsize=None)
+def per_replica(convolve: Callable[..., jax.Array], *static: Any
+                ) -> Callable[[jax.Array, jax.Array], jax.Array]:
+  """`(x_BHWC, kernel) -> convolve(x, kernel, *static)` (each image independent, differentiable;
+  `static` hashable) with a batching rule that runs it once per replica when its kernel is batched
+  (see above), and the same values and gradients as `convolve` itself."""
+  def one_model(x, kernel):
+    return convolve(x, kernel, *static)
+  forward = jax.custom_batching.custom_vmap(one_model)
+
+  @forward.def_vmap
+  def _forward_rule(axis_size, in_batched, x, kernel):
+    if not in_batched[1]:
+      return _unfold(forward(_fold(x), kernel), axis_size), True
+    return _map_replicas(forward, axis_size, in_batched, x, kernel), True
+
+  def vjp(x, kernel, dy):
+    return jax.vjp(one_model, x, kernel)[1](dy)
+  backward = jax.custom_batching.custom_vmap(vjp)
+
+  @backward.def_vmap
+  def _backward_rule(axis_size, in_batched, x, kernel, dy):
+    if not in_batched[1]:  # One kernel: fold the images; its gradient sums over all of them.
+      x = x if in_batched[0] else jnp.broadcast_to(x, (axis_size, *x.shape))
+      dy = dy if in_batched[2] else jnp.broadcast_to(dy, (axis_size, *dy.shape))
+      dx, dkernel = backward(_fold(x), kernel, _fold(dy))
+      return (_unfold(dx, axis_size), dkernel), (True, False)
+    return _map_replicas(backward, axis_size, in_batched, x, kernel, dy), (True, True)
+
+  @jax.custom_vjp
+  def convolve_per_replica(x, kernel):
+    return forward(x, kernel)
+
+  convolve_per_replica.defvjp(lambda x, kernel: (forward(x, kernel), (x, kernel)),
+                              lambda residuals, dy: backward(*residuals, dy))
+  return convolve_per_replica
+
+
 def _use_fast_path(implementation: str) -> bool:
   if implementation not in ('auto', 'fast', 'xla'):
     raise ValueError(f"implementation must be 'auto', 'fast' or 'xla', got {implementation!r}.")
@@ -427,9 +494,9 @@ class Conv(_ConvLayer):
   def _convolve(self, x, kernel, strides, fast):
     if fast:
       if strides == (2, 2):
-        return conv_stride2_patches(x, kernel)
+        return per_replica(conv_stride2_patches)(x, kernel)
       pads = tuple(_same_pads_conv(size, k, 1) for size, k in zip(x.shape[1:3], kernel.shape[:2]))
-      return conv_stride1_fast(x, kernel, pads)
+      return per_replica(conv_stride1_fast, pads)(x, kernel)
     return jax.lax.conv_general_dilated(x, kernel, strides, 'SAME',
                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
@@ -453,7 +520,7 @@ class ConvTranspose(_ConvLayer):
 
   def _convolve(self, x, kernel, strides, fast):
     if fast and strides == (2, 2):
-      return conv_transpose_stride2(x, kernel)
+      return per_replica(conv_transpose_stride2)(x, kernel)
     return jax.lax.conv_transpose(x, kernel, strides, 'SAME',
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 

@@ -131,12 +131,13 @@ def test_few_output_taps_layers_match_flax(module_class, kernel, size, in_featur
 
 
 def _convolution_windows(module, x):
-  """(stride, lhs_dilate, rhs_dilate) of every convolution in the module's forward + backward."""
+  """(stride, lhs_dilate, rhs_dilate) of every convolution XLA runs for the module's forward +
+  backward (the compiled program: what is left after XLA's optimisations)."""
   params = module.init(jax.random.key(0), x)
   grad = jax.jit(jax.value_and_grad(lambda p, x: module.apply(p, x).sum(), argnums=(0, 1)))
-  hlo = grad.lower(params, x).as_text()
-  windows = re.findall(r'stablehlo\.convolution.*window = \{([^}]*)\}', hlo)
-  return [tuple(tuple(int(v) for v in re.search(name + r' = \[([0-9, ]+)\]', w).group(1).split(','))
+  hlo = grad.lower(params, x).compile().as_text()
+  windows = re.findall(r'convolution\([^\n]*window=\{([^}]*)\}', hlo)
+  return [tuple(tuple(int(v) for v in re.search(name + r'=(\d+)x(\d+)', w).groups())
                 if name in w else (1, 1) for name in ('stride', 'lhs_dilate', 'rhs_dilate'))
           for w in windows]
 
@@ -185,3 +186,50 @@ def test_dropout_keeps_the_rate_is_unbiased_and_is_off_when_deterministic():
   assert float((kept[..., :16] != kept[..., 16:32]).mean()) > 0.1
   chex.assert_trees_all_equal(layer.apply({}, x, deterministic=True), x)
   chex.assert_trees_all_equal(layers.Dropout(1.0).apply({}, x, deterministic=False), 0 * x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Many replicas: the layers under jax.vmap over a batch of kernels (gan_aec.layers.per_replica).
+# --------------------------------------------------------------------------------------------------
+
+REPLICA_LAYERS = [(layers.Conv, 1, 3), (layers.Conv, 2, 3), (layers.Conv, 1, 5),
+                  (layers.ConvTranspose, 2, 5), (layers.ConvTranspose, 2, 3)]
+
+
+def _replica_losses(module_class, strides, kernel, features=6):
+  fast = module_class(features, (kernel, kernel), strides=strides, implementation='fast')
+  xla = module_class(features, (kernel, kernel), strides=strides, implementation='xla')
+
+  def loss(module, params, x):  # Each replica: its own kernel on its own images.
+    return jnp.sum(jnp.sin(jax.vmap(module.apply)(params, x)))
+  return fast, functools.partial(loss, fast), functools.partial(loss, xla)
+
+
+@pytest.mark.parametrize('module_class,strides,kernel', REPLICA_LAYERS,
+                         ids=[f'{m.__name__}-s{s}-k{k}' for m, s, k in REPLICA_LAYERS])
+def test_vmapped_fast_layers_equal_the_vmapped_textbook_layer(module_class, strides, kernel):
+  replicas, x = 3, jax.random.normal(jax.random.key(0), (3, 2, 7, 7, 5))
+  fast, fast_loss, xla_loss = _replica_losses(module_class, strides, kernel)
+  params = jax.vmap(lambda k: fast.init(k, x[0]))(jax.random.split(jax.random.key(1), replicas))
+  (value, grads), (want_value, want_grads) = [
+      jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(params, x) for f in (fast_loss, xla_loss)]
+  np.testing.assert_allclose(value, want_value, rtol=1e-5)
+  chex.assert_trees_all_close(grads, want_grads, rtol=1e-4, atol=1e-4)
+  # One kernel shared by a vmapped batch of images (e.g. per-example code) folds into the batch.
+  one = jax.tree.map(lambda p: p[0], params)
+  shared = [jax.grad(lambda p, m=m: jnp.sum(jnp.sin(jax.vmap(m.apply, (None, 0))(p, x))))(one)
+            for m in (fast, module_class(6, (kernel, kernel), strides=strides,
+                                         implementation='xla'))]
+  chex.assert_trees_all_close(shared[0], shared[1], rtol=1e-4, atol=1e-4)
+
+
+def test_vmapped_fast_layers_run_no_grouped_convolution():
+  """jax.vmap of a convolution over kernels makes a grouped one (XLA:CPU's slow path); the fast
+  layers' batching rule runs one convolution per replica instead."""
+  x = jax.random.normal(jax.random.key(0), (4, 2, 7, 7, 8))
+  for implementation, grouped in (('fast', False), ('xla', True)):
+    module = layers.Conv(8, (3, 3), implementation=implementation)
+    params = jax.vmap(lambda k: module.init(k, x[0]))(jax.random.split(jax.random.key(1), 4))
+    grad = jax.jit(jax.grad(lambda p: jnp.sum(jax.vmap(module.apply)(p, x) ** 2)))
+    hlo = grad.lower(params).compile().as_text()
+    assert ('feature_group_count' in hlo or 'batch_group_count' in hlo) == grouped, implementation
