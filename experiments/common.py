@@ -31,7 +31,7 @@ import shutil
 import time
 from typing import Any
 
-from gan_aec.run import config as config_lib, cpu_devices, evaluation, loop, metric_logging
+from gan_aec.run import config as config_lib, cpu_devices, evaluation, loop, metric_logging, startup
 
 from experiments import results_page
 
@@ -185,8 +185,9 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
   shutil.rmtree(out_dir, ignore_errors=True)
   os.makedirs(out_dir)
   figures = []
+  figures_dir = startup.layout(config, workdir).replica(0).figures  # The first seed's figures.
   for name in experiment.figures:
-    source = os.path.join(workdir, 'figures', name)
+    source = os.path.join(figures_dir, name)
     if os.path.exists(source):
       shutil.copy(source, os.path.join(out_dir, name))
       figures.append(name)

@@ -6,9 +6,10 @@ r"""Times each model's jitted train step and the input pipeline, against the mac
   python -m gan_aec.benchmark --compute_dtype=bfloat16   # the models' bfloat16 option (GPU/TPU)
   python -m gan_aec.benchmark --model=vae --num_seeds=1,2,4,8 --pytorch   # many seeds at once
 
-For each model the train step is compiled exactly as the training loop compiles it
-(`gan_aec.run.sharding.jit_steps`), warmed up, then timed over `--repeats` runs of `--steps` steps
-(block_until_ready after each run); the median is reported. Columns:
+For each model the train step of each K is compiled exactly as the training loop compiles it
+(`gan_aec.run.sharding.jit_steps`) and warmed up; then the K's are timed in turn, `--repeats`
+rounds of one run of `--steps` steps each (block_until_ready after each run), so that a shared
+machine's slow minutes fall on every K alike; the median run is reported. Columns:
   images/s       batch_size * steps / median seconds.
   GFLOP/s        useful FLOPs per step (XLA's cost analysis of the same step built with the
                  textbook layers, `conv_implementation='xla'`, so the zero taps our fast layers add
@@ -89,10 +90,15 @@ def main(argv):
   ceiling = benchmarking.matmul_ceiling_gflops()
   records = []
   for name in models:
+    # Every K of a model is compiled first and then timed in turn, so that the machine's slow
+    # and fast minutes (a shared VM's) fall on each K alike: the ratios between them hold.
+    timers = [benchmarking.prepare(name, _BATCH_SIZE.value, _COMPUTE_DTYPE.value, num_seeds=k)
+              for k in num_seeds]
+    benchmarking.time_models(timers, _STEPS.value, _REPEATS.value)
+    flops = benchmarking.step_flops(name, _BATCH_SIZE.value)
     torch_rates = None
-    for k in num_seeds:
-      record = benchmarking.time_model(name, _BATCH_SIZE.value, _STEPS.value, _REPEATS.value,
-                                       _COMPUTE_DTYPE.value, num_seeds=k)
+    for timer in timers:
+      record = timer.record(_STEPS.value, flops)
       record['percent_of_ceiling'] = 100 * record['gflops_per_s'] / ceiling
       record['ceiling_gflops_per_s'] = ceiling
       if _PYTORCH.value:
@@ -104,6 +110,7 @@ def main(argv):
       records.append(record)
       if _JSON.value:
         print(json.dumps(record), flush=True)
+    del timers
   pipelines = []
   if _PIPELINE.value:
     pipelines.append(benchmarking.time_mnist_pipeline())

@@ -1,5 +1,6 @@
 """An experiment script end to end in --quick mode under mock data, and the results page."""
 
+import dataclasses
 import json
 import math
 import os
@@ -40,3 +41,16 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
   os.remove(results / 'README.md')
   assert results_page.write(str(results)) == str(results / 'README.md')
   assert (results / 'README.md').read_text() == page  # The page is a function of the summaries.
+
+
+def test_a_many_seed_experiment_collects_the_first_seeds_figures(tmp_path):
+  results = tmp_path / 'results'
+  short = dataclasses.replace(autoencoder_mnist.EXPERIMENT, quick={  # A few steps suffice here.
+      'num_train_steps': 10, 'eval_every_steps': 10, 'checkpoint_every_steps': 10,
+      'log_every_steps': 5, 'batch_size': 16})
+  summary = autoencoder_mnist.main(short, [
+      '--quick', '--num_seeds=2', f'--data_dir={tmp_path / "empty_tfds"}',
+      f'--runs_dir={tmp_path / "runs"}', f'--results_dir={results}'])
+  assert summary['num_seeds'] == 2 and len(summary['metrics']['eval_loss_per_replica']) == 2
+  assert summary['figures'] == ['reconstructions.png']
+  assert (results / 'autoencoder_mnist' / 'reconstructions.png').exists()

@@ -61,10 +61,10 @@ class TrainBatches:
     start = position * self.batch_size
     return self._permutation(epoch)[start:start + self.batch_size]
 
-  def get(self, step: int) -> dict[str, np.ndarray]:
-    """This process's part of step's batch: 'image' float32 [b, H, W, C] in value_range, and
-    'label' int32 [b] when the split has labels."""
-    idx = self.indices(step)[self._local_slice]
+  def get(self, step: int, part: slice | None = None) -> dict[str, np.ndarray]:
+    """The `part` of step's global batch (default: this process's slice): 'image' float32
+    [b, H, W, C] in value_range, and 'label' int32 [b] when the split has labels."""
+    idx = self.indices(step)[self._local_slice if part is None else part]
     return _batch(self.split, idx, self.value_range)
 
 

@@ -9,9 +9,11 @@ the zero taps our fast layers add do not count) and the machine's float32 matmul
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -57,21 +59,59 @@ def _step_flops(config, batch_size: int) -> float:
     textbook.compute_dtype = 'float32'
   task = tasks.build_task(textbook)
   batch = _synthetic_batch(textbook, batch_size)
-  state = task.create_state(jax.random.key(0), batch)
-  # One device: XLA's count for a sharded step would be one device's share.
-  one_device = jax.make_mesh((1,), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
+  # One replica on one device: XLA's count for a sharded step would be one device's share.
+  one_device = jax.make_mesh((1, 1), ('replica', 'data'), axis_types=(jax.sharding.AxisType.Auto,) * 2,
                              devices=jax.devices()[:1])
+  state = jax.vmap(task.create_state, in_axes=(0, None))(jax.random.key(0)[None], batch)
   train_fn, _ = sharding.jit_steps(task, one_device)
-  cost = train_fn.lower(state, batch, jax.random.key(1)).cost_analysis()
+  cost = train_fn.lower(state, {k: v[None] for k, v in batch.items()}, jax.random.key(1)[None],
+                        {}).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost['flops'])
 
 
-def time_model(name: str, batch_size: int | None, steps: int, repeats: int,
-               compute_dtype: str | None = None, num_seeds: int = 1) -> dict:
-  """Compiles and times one model's train step (of num_seeds replicas trained as one program,
-  as the training loop compiles it for config.num_seeds); returns the benchmark record, whose
-  images/s counts every replica's images."""
+@dataclasses.dataclass
+class TrainStepTimer:
+  """One model's compiled train step of `num_seeds` replicas, ready to time (see `prepare`)."""
+  name: str
+  batch_size: int
+  num_seeds: int
+  compute_dtype: str
+  compile_s: float
+  devices: int
+  _step: Callable[[], Any]
+  _wait_each_step: bool
+  seconds: list[float] = dataclasses.field(default_factory=list)
+
+  def time(self, steps: int) -> float:
+    """Runs `steps` train steps (waiting for each, as the loop does on several CPU devices);
+    records and returns the seconds they took."""
+    start = time.perf_counter()
+    for _ in range(steps):
+      metrics = self._step()
+      if self._wait_each_step:
+        jax.block_until_ready(metrics)
+    jax.block_until_ready(metrics)
+    self.seconds.append(time.perf_counter() - start)
+    return self.seconds[-1]
+
+  def record(self, steps: int, flops_per_replica_step: float) -> dict:
+    """The benchmark record from the median of the timed runs; images/s counts every replica."""
+    seconds = statistics.median(self.seconds)
+    images = self.batch_size * self.num_seeds
+    flops = self.num_seeds * flops_per_replica_step
+    return {'model': self.name, 'batch_size': self.batch_size, 'num_seeds': self.num_seeds,
+            'compute_dtype': self.compute_dtype, 'images_per_s': images * steps / seconds,
+            'step_ms': 1e3 * seconds / steps, 'gflops_per_step': flops / 1e9,
+            'gflops_per_s': flops * steps / seconds / 1e9, 'compile_s': self.compile_s,
+            'backend': jax.default_backend(), 'devices': self.devices,
+            'timed_runs': len(self.seconds)}
+
+
+def prepare(name: str, batch_size: int | None, compute_dtype: str | None = None,
+            num_seeds: int = 1) -> TrainStepTimer:
+  """Compiles one model's train step of num_seeds replicas as the training loop does
+  (gan_aec.run.sharding.jit_steps on the mesh the loop would use) and runs it once."""
   config = config_lib.load_config(name)
   if compute_dtype:
     config.compute_dtype = compute_dtype
@@ -79,47 +119,47 @@ def time_model(name: str, batch_size: int | None, steps: int, repeats: int,
   task = tasks.build_task(config)
   mesh = sharding.make_mesh(config, num_seeds)
   host_batch = _synthetic_batch(config, batch_size)
-  if num_seeds == 1:
-    batch = sharding.global_batch(host_batch, sharding.batch_sharding(mesh))
-    state = jax.jit(task.create_state, out_shardings=sharding.replicated(mesh))(
-        jax.random.key(0), host_batch)
-    extra = (jax.random.key(1),)
-    train_fn, _ = sharding.jit_steps(task, mesh)
-  else:
-    stacked = sharding.replica_sharding(mesh)
-    batch = {k: sharding.put_global(np.stack([v] * num_seeds), sharding.replica_batch_sharding(mesh))
-             for k, v in host_batch.items()}
-    keys = sharding.put_keys(jax.random.split(jax.random.key(0), num_seeds), stacked)
-    state = jax.jit(jax.vmap(task.create_state, in_axes=(0, None)), out_shardings=stacked)(
-        keys, host_batch)
-    extra = (sharding.put_keys(jax.random.split(jax.random.key(1), num_seeds), stacked), {})
-    train_fn, _ = sharding.jit_replica_steps(task, mesh)
+  stacked = sharding.replica_sharding(mesh)
+  batch = {k: sharding.put_global(np.stack([v] * num_seeds), sharding.replica_batch_sharding(mesh))
+           for k, v in host_batch.items()}
+  keys = sharding.put_keys(jax.random.split(jax.random.key(0), num_seeds), stacked)
+  state = jax.jit(jax.vmap(task.create_state, in_axes=(0, None)), out_shardings=stacked)(
+      keys, host_batch)
+  extra = (sharding.put_keys(jax.random.split(jax.random.key(1), num_seeds), stacked), {})
+  train_fn, _ = sharding.jit_steps(task, mesh)
   start = time.perf_counter()
   compiled = train_fn.lower(state, batch, *extra).compile()
   compile_s = time.perf_counter() - start
-
   holder = {'state': state}
-  wait = cpu_devices.wait_for_each_step(mesh)  # As the training loop does.
 
-  def run():
-    s = holder['state']
-    for _ in range(steps):
-      s, metrics = compiled(s, batch, *extra)
-      if wait:
-        jax.block_until_ready(metrics)
-    jax.block_until_ready((s, metrics))
-    holder['state'] = s
+  def step():
+    holder['state'], metrics = compiled(holder['state'], batch, *extra)
+    return metrics
 
-  run()  # Warm-up.
-  seconds = median_seconds(run, repeats)
-  flops = _step_flops(config, batch_size)
-  images = batch_size * num_seeds
-  return {'model': name, 'batch_size': batch_size, 'num_seeds': num_seeds,
-          'compute_dtype': str(config_lib.compute_dtype(config)),
-          'images_per_s': images * steps / seconds,
-          'step_ms': 1e3 * seconds / steps, 'gflops_per_step': num_seeds * flops / 1e9,
-          'gflops_per_s': num_seeds * flops * steps / seconds / 1e9, 'compile_s': compile_s,
-          'backend': jax.default_backend(), 'devices': mesh.size}
+  timer = TrainStepTimer(name=name, batch_size=batch_size, num_seeds=num_seeds,
+                         compute_dtype=str(config_lib.compute_dtype(config)), compile_s=compile_s,
+                         devices=mesh.size, _step=step,
+                         _wait_each_step=cpu_devices.wait_for_each_step(mesh))
+  timer.time(1)  # Warm-up.
+  timer.seconds.clear()
+  return timer
+
+
+def time_models(timers: list[TrainStepTimer], steps: int, repeats: int) -> None:
+  """Times every timer `repeats` times, in turn (one run of each, then again): the machine's
+  slow and fast minutes fall on all of them alike, so their ratios hold within one benchmark."""
+  for timer in timers:
+    timer.time(steps)  # Warm-up at full length.
+    timer.seconds.clear()
+  for _ in range(repeats):
+    for timer in timers:
+      timer.time(steps)
+
+
+def step_flops(name: str, batch_size: int | None) -> float:
+  """Useful FLOPs of one replica's train step of model `name` (see _step_flops)."""
+  config = config_lib.load_config(name)
+  return _step_flops(config, batch_size or config.batch_size)
 
 
 def time_mnist_pipeline(batch_size: int = 200, steps: int = 200) -> dict:

@@ -25,10 +25,18 @@ MAX_TO_KEEP = 3  # Checkpoints a run keeps (the newest).
 
 
 class Checkpointer:
-  """Saves every `every_steps` steps (and when forced), keeps the newest `max_to_keep`."""
+  """A run's training states in `directory` (its Layout's checkpoints): saves every `every_steps`
+  steps (and when forced), keeps the newest `max_to_keep`.
 
-  def __init__(self, workdir: str, every_steps: int, max_to_keep: int = MAX_TO_KEEP):
-    self.directory = os.path.join(run_workdir.absolute(workdir), 'checkpoints')
+  The loop's state carries a replica axis [R, ...]; a one-replica run's checkpoints hold the
+  state without it (`squeeze`), as the one model it is, so that they restore anywhere a single
+  model's state does (gan_aec.evaluate, a researcher's own code).
+  """
+
+  def __init__(self, directory: str, every_steps: int, max_to_keep: int = MAX_TO_KEEP, *,
+               squeeze: bool = False):
+    self.directory = directory
+    self.squeeze = squeeze
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -40,10 +48,16 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def restore(self, abstract_state: Any, step: int | None = None) -> Any:
-    """Restores `step` (default: latest) into the structure, dtypes and shardings of abstract_state."""
+    """Restores `step` (default: latest) into the structure, dtypes and shardings of
+    abstract_state (the stacked [R, ...] state, e.g. from jax.eval_shape)."""
     step = self.latest_step() if step is None else step
     try:
-      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      if not self.squeeze:
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      one = jax.tree.map(_squeezed_abstract, abstract_state)
+      restored = self._manager.restore(step, args=ocp.args.StandardRestore(one))
+      return jax.jit(_add_replica_axis, out_shardings=jax.tree.map(lambda a: a.sharding,
+                                                                   abstract_state))(restored)
     except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
       path = os.path.join(self.directory, str(step))
       earlier = [s for s in self._manager.all_steps() if s < step]
@@ -61,7 +75,12 @@ class Checkpointer:
     return self._manager.should_save(step)
 
   def save(self, step: int, state: Any, *, force: bool = False) -> bool:
-    """Saves (asynchronously) if the interval policy says so or `force`; True if a save started."""
+    """Saves the stacked `state` (asynchronously) if the interval policy says so or `force`;
+    True if a save started."""
+    if not (force or self.should_save(step)):
+      return False
+    if self.squeeze:
+      state = jax.tree.map(lambda x: x[0], state)
     return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
 
   def close(self) -> None:
@@ -71,18 +90,16 @@ class Checkpointer:
 
 
 class BestCheckpointer:
-  """`WORKDIR/best_checkpoint/<step>/`: the state with the lowest `metric` seen so far (one kept);
-  `WORKDIR/best_checkpoint/<subdirectory>/<step>/` for each replica of a many-seed run.
+  """`directory/<step>/` (a replica's best_checkpoint in its run's Layout): the one model's state
+  with the lowest `metric` seen so far (one kept).
 
   The metric's value is stored inside the checkpoint (orbax metrics), so the record of the best and
   the state it belongs to are committed together; a resumed run reads it back.
   """
 
-  def __init__(self, workdir: str, metric: str = 'fid', subdirectory: str | None = None):
+  def __init__(self, directory: str, metric: str = 'fid'):
     self.metric = metric
-    self.directory = os.path.join(run_workdir.absolute(workdir), 'best_checkpoint',
-                                  subdirectory or '')
-    self.directory = self.directory.rstrip(os.sep)
+    self.directory = directory
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -113,7 +130,7 @@ class BestCheckpointer:
 def committed_steps(directory: str) -> list[int]:
   """Steps of the committed checkpoints in a checkpoint directory (half-written ones excluded)."""
   path = epath.Path(directory)
-  if '://' in str(directory):
+  if run_workdir.is_remote(directory):
     # fsspec keeps each process's listings of a bucket; other processes add checkpoints.
     epath_backend.fsspec_backend.fs(str(directory)).invalidate_cache(str(directory))
   if not path.is_dir():
@@ -142,6 +159,23 @@ def restore_on_one_device(directory: str, step: int, abstract_state: Any = None)
     checkpointer.close()
 
 
-def abstract_like(state: Any) -> Any:
-  """ShapeDtypeStructs (with shardings) describing `state`, the target a restore fills."""
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+def _squeezed_abstract(leaf: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
+  """A stacked leaf's description without its replica axis (of size 1), replicated on its mesh."""
+  sharding = jax.sharding.NamedSharding(leaf.sharding.mesh, jax.sharding.PartitionSpec())
+  return jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype, sharding=sharding)
+
+
+def _add_replica_axis(tree: Any) -> Any:
+  return jax.tree.map(lambda x: x[None], tree)
+
+
+def restore_replicas_on_one_device(directory: str, step: int, abstract_one: Any,
+                                   num_replicas: int) -> Any:
+  """A run's checkpoint `directory/<step>` as the stacked state [R, ...] of its `num_replicas`
+  replicas, on this process's first device (a one-replica run's checkpoint holds the state
+  without the axis: it comes back with one). abstract_one describes one replica's state."""
+  if num_replicas == 1:
+    return _add_replica_axis(restore_on_one_device(directory, step, abstract_one))
+  stacked = jax.tree.map(lambda a: jax.ShapeDtypeStruct((num_replicas, *a.shape), a.dtype),
+                         abstract_one)
+  return restore_on_one_device(directory, step, stacked)

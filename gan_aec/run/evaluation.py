@@ -34,7 +34,7 @@ from gan_aec.run import checkpointing, config as config_lib, cpu_devices, sample
 from gan_aec.run import replicas as replicas_lib, sharding, tasks
 from gan_aec.run import workdir as run_workdir
 
-EVAL_FILE = 'eval.json'
+EVAL_FILE = run_workdir.EVAL_FILE
 # Streams derived from config.seed: the latents of the samples scored by the sample metrics.
 SAMPLE_METRICS_STREAM = 4
 
@@ -49,37 +49,27 @@ def sample_metrics_rng(seed: int) -> jax.Array:
 _fold_each = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
 
 
-def evaluate_split(eval_fn: Callable, state: Any, split: Split, batch_size: int, rng: jax.Array,
-                   batch_sharding: jax.sharding.NamedSharding, value_range: batching.ValueRange,
-                   num_replicas: int | None = None) -> dict[str, float] | list[dict[str, float]]:
-  """eval_fn's sums over every image of `split`, divided by their count: {'eval_<name>': mean}.
+def evaluate_split(eval_fn: Callable, states: Any, split: Split, batch_size: int,
+                   rngs: jax.Array, batch_sharding: jax.sharding.NamedSharding,
+                   value_range: batching.ValueRange) -> list[dict[str, float]]:
+  """eval_fn's sums over every image of `split`, divided by their count, for each replica:
+  [{'eval_<name>': mean}] (one dict per replica of the stacked `states`; `rngs` [R]).
 
-  With num_replicas, eval_fn returns sums per replica ([R] arrays, a stacked state's) and the
-  result is one such dict per replica.
+  Every replica scores the same batches; every process builds each batch and transfers the
+  pieces its devices hold.
   """
   wait = cpu_devices.wait_for_each_step(batch_sharding.mesh)
   totals = None
-  process = ({} if num_replicas else
-             {'process_index': jax.process_index(), 'process_count': jax.process_count()})
-  for i, batch in enumerate(batching.eval_batches(split, batch_size, value_range=value_range,
-                                                  **process)):
-    if num_replicas:  # Every process holds the whole batch; the replicas share it.
-      device_batch = {k: sharding.put_global(v, batch_sharding) for k, v in batch.items()}
-      rngs = _fold_each(rng, i)
-    else:
-      device_batch, rngs = sharding.global_batch(batch, batch_sharding), jax.random.fold_in(rng, i)
-    sums = eval_fn(state, device_batch, rngs)
+  for i, batch in enumerate(batching.eval_batches(split, batch_size, value_range=value_range)):
+    device_batch = {k: sharding.put_global(v, batch_sharding) for k, v in batch.items()}
+    sums = eval_fn(states, device_batch, _fold_each(rngs, i))
     if wait:
       jax.block_until_ready(sums)
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-  if num_replicas:
-    totals = sharding.gather_to_host(totals)
-    count = totals.pop('count')
-    return [{f'eval_{k}': float(v[r]) / float(count[r]) for k, v in totals.items()}
-            for r in range(num_replicas)]
-  totals = sharding.to_host(totals)
+  totals = sharding.gather_to_host(totals)
   count = totals.pop('count')
-  return {f'eval_{k}': float(v) / float(count) for k, v in totals.items()}
+  return [{f'eval_{k}': float(v[r]) / float(count[r]) for k, v in totals.items()}
+          for r in range(len(count))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,17 +84,17 @@ def _load_run(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(saved)
 
 
-def _checkpoint_step(workdir: str, which: str, replica: str | None = None) -> tuple[str, str, int]:
-  """(label, checkpoint directory, step) for a checkpoint name (a replica's best checkpoint in a
-  many-seed run)."""
+def _checkpoint_step(layout: run_workdir.Layout, which: str, r: int) -> tuple[str, str, int]:
+  """(label, checkpoint directory, step) for a checkpoint name (replica r's own best checkpoint)."""
+  workdir = layout.workdir
   if which == 'best':
-    directory = os.path.join(workdir, 'best_checkpoint', replica or '').rstrip(os.sep)
+    directory = layout.replica(r).best_checkpoint
     steps = checkpointing.committed_steps(directory)
     if not steps:
       raise UserError(f'{workdir} has no best checkpoint: it was trained without '
                       'config.sample_metrics.extractor. Use --checkpoint=latest.')
     return 'best', directory, steps[-1]
-  directory = os.path.join(workdir, 'checkpoints')
+  directory = layout.checkpoints
   steps = checkpointing.committed_steps(directory)
   if not steps:
     raise UserError(f'{workdir} has no checkpoint yet.')
@@ -160,45 +150,36 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
       sample_quality.load_extractor(spec), data.test,
       num_samples or block.get('num_samples') or len(data.test),
       datasets.cache_dir(config.dataset), sample_quality.dataset_id(config))
-  path = epath.Path(workdir) / EVAL_FILE
+  replicas = replicas_lib.from_config(config, task.step_hyperparameters)
+  layout = run_workdir.Layout(workdir, replicas.names())
+  path = epath.Path(layout.eval_file)
   record = json.loads(path.read_text(encoding='utf-8')) if path.exists() else {}
   common = {**quality.record(), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
       timespec='seconds')}
-
-  replicas = replicas_lib.from_config(config, task.step_hyperparameters)
   if task.sample_images is not None:
     example = {'image': batching.to_float(data.test.images[:1], task.image_range)}
     abstract = jax.eval_shape(task.create_state, jax.random.key(0), example)
-    if replicas.stacked:
-      keys = jax.random.split(jax.random.key(0), len(replicas))
-      stacked_abstract = jax.eval_shape(jax.vmap(task.create_state, in_axes=(0, None)), keys,
-                                        example)
   for which in (checkpoint.split(',') if task.sample_images is not None else []):
     which = which.strip()
-    if not replicas.stacked:
-      label, directory, step = _checkpoint_step(workdir, which)
-      state = checkpointing.restore_on_one_device(directory, step, abstract)
-      samples = task.sample_images(state, sample_metrics_rng(config.seed), quality.num_samples)
-      record[label] = {'step': step,
-                       'checkpoint': os.path.relpath(os.path.join(directory, str(step)), workdir),
-                       **common, **quality.evaluate(samples)}
-      logging.info('%s (step %d): %s', label, step, summary(record[label]))
-      continue
-    per_replica, stacked_state = [], None
+    per_replica, states = [], None
     for r, seed in enumerate(replicas.seeds):
-      label, directory, step = _checkpoint_step(workdir, which, replicas.name(r))
-      if which == 'best':
+      label, directory, step = _checkpoint_step(layout, which, r)
+      if which == 'best':  # Each replica's own best state, as one model.
         state = checkpointing.restore_on_one_device(directory, step, abstract)
       else:
-        if stacked_state is None:
-          stacked_state = checkpointing.restore_on_one_device(directory, step, stacked_abstract)
-        state = replicas_lib.replica(stacked_state, r)
+        if states is None:
+          states = checkpointing.restore_replicas_on_one_device(directory, step, abstract,
+                                                                len(replicas))
+        state = replicas_lib.replica(states, r)
       samples = task.sample_images(state, sample_metrics_rng(seed), quality.num_samples)
-      scores = {**replicas.labels()[r], 'step': step,
-                'checkpoint': os.path.relpath(os.path.join(directory, str(step)), workdir),
+      scores = {'step': step, 'checkpoint': os.path.relpath(os.path.join(directory, str(step)),
+                                                            layout.workdir),
                 **quality.evaluate(samples)}
-      logging.info('%s, replica %d (step %d): %s', label, r, step, summary(scores))
-      per_replica.append(scores)
+      logging.info('%s%s (step %d): %s', label, replicas.describe(r), step, summary(scores))
+      per_replica.append({**replicas.labels()[r], **scores})
+    if len(replicas) == 1:
+      record[label] = {**common, **scores}
+      continue
     record[label] = {**common, 'replicas': per_replica}
     for name in sample_quality.SCALARS:
       if name in per_replica[0]:

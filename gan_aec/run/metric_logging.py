@@ -37,15 +37,10 @@ def _plain(value: Any) -> Any:
   return value
 
 
-def is_local(path: Any) -> bool:
-  """Whether `path` is on a local file system (not gs://, s3://, ...)."""
-  return '://' not in str(path)
-
-
 def read_records(workdir: str) -> list[dict[str, Any]]:
   """WORKDIR/metrics.jsonl as a list of records ([] without the file); a line cut short by a kill
   is skipped."""
-  path = epath.Path(workdir) / JSONL_FILE
+  path = epath.Path(run_workdir.Layout(workdir).metrics_file)
   if not path.exists():
     return []
   records = []
@@ -57,18 +52,16 @@ def read_records(workdir: str) -> list[dict[str, Any]]:
   return records
 
 
-JSONL_FILE = 'metrics.jsonl'
-
-
 class MetricLogger:
   """Writes metrics to TensorBoard and metrics.jsonl, figures as TensorBoard images, the config
   as hyperparameters (all only when `is_writer`: process 0). Paths go through etils.epath, so the
   workdir may be a bucket: a local metrics.jsonl is appended to, a remote one (object stores
   cannot append) rewritten whole at each record."""
 
-  def __init__(self, workdir: str, *, is_writer: bool = True, resume_step: int | None = None):
+  def __init__(self, layout: run_workdir.Layout, *, is_writer: bool = True,
+               resume_step: int | None = None):
     self.is_writer = is_writer
-    self.jsonl_path = epath.Path(workdir) / JSONL_FILE
+    self.jsonl_path = epath.Path(layout.metrics_file)
     self._lines: list[str] = []  # The file's content, kept for rewriting a remote file.
     if is_writer and self.jsonl_path.exists():
       self._lines = [line + '\n' for line in
@@ -76,7 +69,7 @@ class MetricLogger:
       if resume_step is not None:
         self._drop_records_after(resume_step)
     # TensorBoard events on process 0 only; progress lines are logged by log_progress instead.
-    self._writer = tensorboard.EventWriter(workdir) if is_writer else None
+    self._writer = tensorboard.EventWriter(layout.workdir) if is_writer else None
 
   def _drop_records_after(self, step: int) -> None:
     kept, dropped = [], 0
@@ -104,7 +97,7 @@ class MetricLogger:
       return
     line = json.dumps({k: _plain(v) for k, v in record.items()}) + '\n'
     self._lines.append(line)
-    if is_local(self.jsonl_path):
+    if not run_workdir.is_remote(self.jsonl_path):
       with self.jsonl_path.open('a', encoding='utf-8') as f:
         f.write(line)
     else:

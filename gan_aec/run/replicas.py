@@ -8,9 +8,10 @@ seeds of one point are neighbours. A swept `learning_rate` lives in the optimize
 (`optax.inject_hyperparams`); a swept step hyperparameter (the VAE's `beta`, the DCGAN's
 `real_label`) is passed to the family's train_step per replica.
 
-With more than one replica the state carries a leading replica axis, and the loop vmaps the
-family's own train_step and eval_step over it (gan_aec.run.sharding). Metrics are reported per
-replica and as their mean and standard deviation (`summarize`).
+Every run is R >= 1 replicas (a one-model run is R = 1): the state carries a leading replica axis,
+and the loop vmaps the family's own train_step and eval_step over it (gan_aec.run.sharding).
+With several replicas, metrics are reported per replica and as their mean and standard deviation
+(`summarize_all`), and each replica's files have their own folder (gan_aec.run.workdir.Layout).
 """
 
 from __future__ import annotations
@@ -47,11 +48,6 @@ class Replicas:
   def __len__(self) -> int:
     return len(self.seeds)
 
-  @property
-  def stacked(self) -> bool:
-    """Whether the state carries a replica axis (more than one replica)."""
-    return len(self) > 1
-
   def labels(self) -> list[dict[str, Any]]:
     """One record per replica: its index, seed and sweep values (the run_start record's)."""
     return [{'replica': r, 'seed': seed, **point}
@@ -61,6 +57,26 @@ class Replicas:
     """A folder name for replica r, e.g. 'replica03_seed3_learning_rate0.0002'."""
     point = ''.join(f'_{k}{v:g}' for k, v in self.points[r].items())
     return f'replica{r:02d}_seed{self.seeds[r]}{point}'
+
+  def names(self) -> tuple[str, ...]:
+    """Every replica's folder name (`name`)."""
+    return tuple(self.name(r) for r in range(len(self)))
+
+  def describe(self, r: int) -> str:
+    """' in replica r (seed=..., <sweep values>)' for messages; '' for a one-replica run."""
+    if len(self) == 1:
+      return ''
+    label = ', '.join(f'{k}={v}' for k, v in self.labels()[r].items() if k != 'replica')
+    return f' in replica {r} ({label})'
+
+  def image_prefix(self, r: int) -> str:
+    """Replica r's prefix of TensorBoard image names ('' for a one-replica run)."""
+    return f'{self.name(r)}/' if len(self) > 1 else ''
+
+  def optimizer_hyperparameters(self) -> dict[str, np.ndarray]:
+    """{name: float32 [R]} of the swept optimizer hyperparameters (set in the optimizer state)."""
+    return {name: np.asarray([p[name] for p in self.points], np.float32)
+            for name in OPTIMIZER_HYPERPARAMETERS if name in self.points[0]}
 
   def step_hyperparameters(self) -> dict[str, np.ndarray]:
     """{name: float32 [R]} of the swept step hyperparameters (vmapped with the state)."""
@@ -147,6 +163,17 @@ def set_optimizer_hyperparameter(state: Any, name: str, values: np.ndarray) -> A
 def replica(tree: Any, r: int) -> Any:
   """Replica r's slice of a stacked pytree (arrays with a leading replica axis)."""
   return jax.tree.map(lambda x: x[r], tree)
+
+
+def summarize_all(values: Sequence[dict[str, float]]) -> dict[str, Any]:
+  """What is logged of each replica's {name: value}: a one-replica run's values as they are;
+  with several replicas each metric's mean, std and per-replica list (`summarize`)."""
+  if len(values) == 1:
+    return dict(values[0])
+  combined = {}
+  for name in values[0]:
+    combined.update(summarize(name, [v[name] for v in values]))
+  return combined
 
 
 def summarize(name: str, values: Sequence[float]) -> dict[str, Any]:

@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import importlib
 import io
-import os
 from typing import Callable
 
 from absl import logging
@@ -101,11 +100,12 @@ def from_classifier_run(workdir: str, step: int | None = None) -> FeatureExtract
                          f'{train_hint}')
   config = ml_collections.ConfigDict(saved)
   model = classifier_task.build_model(config)
-  steps = checkpointing.committed_steps(os.path.join(workdir, 'checkpoints'))
+  checkpoints = run_workdir.Layout(workdir).checkpoints
+  steps = checkpointing.committed_steps(checkpoints)
   if not steps:
     raise ExtractorError(f'The classifier run in {workdir} has no checkpoint yet. {train_hint}')
   step = steps[-1] if step is None else step
-  state = checkpointing.restore_on_one_device(os.path.join(workdir, 'checkpoints'), step)
+  state = checkpointing.restore_on_one_device(checkpoints, step)
   params = state['params']
   apply = jax.jit(lambda p, x: model.apply({'params': p}, x, method='features_and_logits'))
   accuracy = _last_eval_accuracy(workdir, step)

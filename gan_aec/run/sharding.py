@@ -1,18 +1,19 @@
 """The one place that builds the device mesh and puts states, batches and steps on it.
 
-The mesh has two axes, `replica` and `data`. One model (config.num_seeds = 1): the state is
-replicated, each batch split over `data`, and the task's pure steps are jitted with those
-shardings. Several replicas (gan_aec.run.replicas): the state and the batches carry a leading
-replica axis, split over `replica` first (no collective between replicas), and over `data` within
-a replica when there are more devices than replicas; the steps are the task's own, vmapped over
-the replica axis. Either way the functions jitted are the ones a researcher imports, wrapped,
-never copied. The training loop, the evaluation and the benchmark all use these.
+The mesh has two axes, `replica` and `data`. Every run trains R >= 1 replicas
+(gan_aec.run.replicas): the state and the training batches carry a leading replica axis, split
+over `replica` first (no collective between replicas), and each replica's batch over `data` when
+there are more devices than replicas (a one-model run: the whole mesh is `data`). The steps are
+the task's own, vmapped over the replica axis and jitted once (`jit_steps`): the functions jitted
+are the ones a researcher imports, wrapped, never copied. The training loop, the evaluation and
+the benchmark all use these.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, Callable, Hashable, Sequence
 
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -71,74 +72,41 @@ def replica_batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
 
 
 def jit_steps(task: Task, mesh: jax.sharding.Mesh):
-  """The task's steps jitted for the mesh: state replicated, batch sharded over `data`.
-
-  Returns (train_fn, eval_fn). train_fn(state, batch, train_rng) runs
-  task.train_step(state, batch, fold_in(train_rng, state.step)) and donates the old state;
-  eval_fn(state, batch, rng) is task.eval_step.
-  """
-  # The steps see the mesh (jax.sharding.get_abstract_mesh()): micro-batching splits each
-  # device's shard of the batch, not the global batch (gan_aec.microbatching).
-  def train_fn(state, batch, rng):
-    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-      return task.train_step(state, batch, jax.random.fold_in(rng, state.step))
-
-  def eval_fn(state, batch, rng):
-    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-      return task.eval_step(state, batch, rng)
-
-  state_sharding, data_sharding = replicated(mesh), batch_sharding(mesh)
-  train_fn = jax.jit(train_fn, in_shardings=(state_sharding, data_sharding, state_sharding),
-                     out_shardings=(state_sharding, state_sharding), donate_argnums=0)
-  eval_fn = jax.jit(eval_fn, in_shardings=(state_sharding, data_sharding, state_sharding),
-                    out_shardings=state_sharding)
-  return train_fn, eval_fn
-
-
-def jit_replica_steps(task: Task, mesh: jax.sharding.Mesh):
-  """The task's steps vmapped over a leading replica axis and jitted for the mesh.
+  """The task's steps over a leading replica axis, jitted for the mesh (R >= 1 replicas).
 
   Returns (train_fn, eval_fn). train_fn(states, batches, train_rngs, hyperparameters) runs, for
-  every replica r, task.train_step(states[r], batches[r], fold_in(train_rngs[r], step),
-  **{name: values[r]}) and donates the old states; eval_fn(states, batch, rngs) runs
-  task.eval_step(states[r], batch, rngs[r]) on the same batch for every replica. Returns are
-  stacked the same way. With one device per replica group (`data` of size 1) each device runs
-  its own replicas in a shard_map with no collective at all; otherwise XLA partitions the vmapped
-  step over both axes (`spmd_axis_name`).
+  every replica r, task.train_step(states[r], batches[r], fold_in(train_rngs[r], states[r].step),
+  **{name: values[r] for name, values in hyperparameters.items()}) and donates the old states;
+  eval_fn(states, batch, rngs) runs task.eval_step(states[r], batch, rngs[r]) on one batch shared
+  by every replica. States, keys, hyperparameters and outputs carry the replica axis [R, ...];
+  batches are [R, B, ...] for training and [B, ...] for evaluation.
+
+  Each device group of the mesh's `replica` axis runs its own replicas in a shard_map over that
+  axis (no collective between replicas), as jax.vmap of the task's own steps over the local
+  replicas; within a replica the batch is split over the `data` axis, which stays automatic (XLA
+  partitions each replica's step, e.g. its gradient all-reduce and micro-batching's shard_map,
+  gan_aec.microbatching). One replica is the same program with R = 1.
   """
   def train_one(state, batch, rng, hyperparameters):
     return task.train_step(state, batch, jax.random.fold_in(rng, state.step), **hyperparameters)
 
-  local = mesh.shape['data'] == 1
-  vmap = (jax.vmap if local else
-          lambda f, **kw: jax.vmap(f, spmd_axis_name='replica', **kw))
-
   def train_fn(states, batches, rngs, hyperparameters):
-    return vmap(train_one)(states, batches, rngs, hyperparameters)
+    return jax.vmap(train_one)(states, batches, rngs, hyperparameters)
 
   def eval_fn(states, batch, rngs):
-    return vmap(lambda s, r: task.eval_step(s, batch, r))(states, rngs)
+    return jax.vmap(lambda s, r: task.eval_step(s, batch, r))(states, rngs)
 
+  local = {'mesh': mesh, 'axis_names': frozenset({'replica'}), 'check_vma': False}
+  train_fn = jax.shard_map(train_fn, in_specs=(P('replica'),) * 4,
+                           out_specs=(P('replica'), P('replica')), **local)
+  eval_fn = jax.shard_map(eval_fn, in_specs=(P('replica'), P(), P('replica')),
+                          out_specs=P('replica'), **local)
   stacked, stacked_batch = replica_sharding(mesh), replica_batch_sharding(mesh)
-  if local:  # Each device: its replicas, whole batches; micro-batching slices them locally.
-    train_fn = jax.shard_map(train_fn, mesh=mesh, in_specs=(P('replica'),) * 4,
-                             out_specs=(P('replica'), P('replica')), check_vma=False)
-    eval_fn = jax.shard_map(eval_fn, mesh=mesh, in_specs=(P('replica'), P(), P('replica')),
-                            out_specs=P('replica'), check_vma=False)
-  else:
-    train_fn, eval_fn = _with_abstract_mesh(train_fn, mesh), _with_abstract_mesh(eval_fn, mesh)
   train_fn = jax.jit(train_fn, in_shardings=(stacked, stacked_batch, stacked, stacked),
                      out_shardings=(stacked, stacked), donate_argnums=0)
   eval_fn = jax.jit(eval_fn, in_shardings=(stacked, batch_sharding(mesh), stacked),
                     out_shardings=stacked)
   return train_fn, eval_fn
-
-
-def _with_abstract_mesh(fn, mesh):
-  def wrapped(*args):
-    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-      return fn(*args)
-  return wrapped
 
 
 def put_global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -147,23 +115,35 @@ def put_global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
+def put_replica_batches(get: Callable[[Hashable, slice], dict[str, np.ndarray]],
+                        sources: Sequence[Hashable], batch_size: int,
+                        example: dict[str, np.ndarray],
+                        sharding: NamedSharding) -> dict[str, jax.Array]:
+  """A global batch [R, B, ...] of which each process builds only the pieces its own devices
+  hold: replica r's `images` (a slice of 0..B) are get(sources[r], images), shaped like
+  `example` (one image's batch) beyond their first axis. Replicas with the same source (e.g. the
+  seed: the replicas of a sweep) share their pieces, and each piece is built once."""
+  pieces = {}
+
+  def piece(key, index):
+    replicas, images = index[0], index[1]
+    start, stop, _ = images.indices(batch_size)
+    rows = []
+    for r in range(*replicas.indices(len(sources))):
+      if (sources[r], start, stop) not in pieces:
+        pieces[(sources[r], start, stop)] = get(sources[r], slice(start, stop))
+      rows.append(pieces[(sources[r], start, stop)][key])
+    return np.stack(rows)
+
+  return {key: jax.make_array_from_callback((len(sources), batch_size, *value.shape[1:]),
+                                            sharding, functools.partial(piece, key))
+          for key, value in example.items()}
+
+
 def put_keys(keys: jax.Array, sharding: NamedSharding) -> jax.Array:
   """PRNG keys that every process computed alike -> a global key array with `sharding`."""
   data = np.asarray(jax.random.key_data(keys))
   return jax.random.wrap_key_data(put_global(data, sharding), impl=jax.random.key_impl(keys))
-
-
-def to_host(tree: Any) -> Any:
-  """Replicated arrays -> numpy on this process. Every process holds a full copy of a replicated
-  array, but in a multi-process run not all of its shards are addressable here, so
-  jax.device_get would fail; one local copy is the value."""
-  return jax.tree.map(
-      lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
-
-
-def global_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-  """This process's slice of a global batch -> global arrays with `sharding`."""
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
 def gather_to_host(tree: Any) -> Any:

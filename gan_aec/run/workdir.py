@@ -1,4 +1,11 @@
-"""A run's identity in its workdir: `config.json`, compared with the config of every resume.
+"""A run's workdir: where each of its files lies (`Layout`), and its identity, `config.json`,
+compared with the config of every resume.
+
+    WORKDIR/config.json  metrics.jsonl  eval.json  events.out.tfevents.*  checkpoints/<step>/
+    WORKDIR/figures/  best_checkpoint/<step>/  sample_noise.npy  sample_progress.npz
+                                                 (one replica: the run's own files)
+    WORKDIR/replicas/<replica>/figures/ ...  best_checkpoint/<replica>/<step>/
+                                                 (many replicas: each one's own files)
 
 Re-running a command resumes the run in its workdir, so a workdir must never silently continue
 with a different model, dataset or optimiser: the checkpoint would not fit, or worse, it would fit
@@ -9,6 +16,7 @@ written, unless `--config.allow_config_change=True`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,6 +29,77 @@ import ml_collections
 from gan_aec import errors
 
 CONFIG_FILE = 'config.json'
+METRICS_FILE = 'metrics.jsonl'
+EVAL_FILE = 'eval.json'
+
+
+def is_remote(path: Any) -> bool:
+  """Whether `path` is an object-store URL (gs://, s3://, ...) rather than a local path."""
+  return '://' in str(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaFiles:
+  """Where one replica's own files go (a one-replica run's are the workdir's own)."""
+  root: str  # The workdir, or WORKDIR/replicas/<replica>.
+  best_checkpoint: str  # WORKDIR/best_checkpoint[/<replica>]: the lowest-FID state.
+
+  @property
+  def figures(self) -> str:
+    return _join(self.root, 'figures')
+
+  @property
+  def sample_noise(self) -> str:
+    """The GAN's fixed sample latents (.npy)."""
+    return _join(self.root, 'sample_noise.npy')
+
+  @property
+  def sample_progress(self) -> str:
+    """The GAN's samples of the fixed latents at successive steps (.npz)."""
+    return _join(self.root, 'sample_progress.npz')
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Every file of a run in `workdir`, for each of its replicas (`replica_names`: one name per
+  replica; a one-replica run keeps the workdir's own folders). Every reader and writer of a
+  workdir asks this object where things are."""
+  workdir: str
+  replica_names: tuple[str, ...] = ('',)
+
+  def __post_init__(self):
+    object.__setattr__(self, 'workdir', absolute(self.workdir))
+
+  @property
+  def config_file(self) -> str:
+    return _join(self.workdir, CONFIG_FILE)
+
+  @property
+  def metrics_file(self) -> str:
+    return _join(self.workdir, METRICS_FILE)
+
+  @property
+  def eval_file(self) -> str:
+    return _join(self.workdir, EVAL_FILE)
+
+  @property
+  def checkpoints(self) -> str:
+    """Every replica's training state, one checkpoint per saved step."""
+    return _join(self.workdir, 'checkpoints')
+
+  def replica(self, r: int) -> ReplicaFiles:
+    if len(self.replica_names) == 1:
+      return ReplicaFiles(root=self.workdir, best_checkpoint=_join(self.workdir, 'best_checkpoint'))
+    name = self.replica_names[r]
+    return ReplicaFiles(root=_join(self.workdir, 'replicas', name),
+                        best_checkpoint=_join(self.workdir, 'best_checkpoint', name))
+
+  def replicas(self) -> list[ReplicaFiles]:
+    return [self.replica(r) for r in range(len(self.replica_names))]
+
+
+def _join(*parts: str) -> str:
+  return str(epath.Path(parts[0]).joinpath(*parts[1:]))
 
 # Dotted config paths that may change between a run and its resume without changing the experiment.
 RESUMABLE_FIELDS = frozenset({
@@ -54,7 +133,7 @@ def _as_plain(config: ml_collections.ConfigDict) -> dict:
 
 def absolute(path: str) -> str:
   """A local path made absolute; an object-store URL (gs://, s3://) as it is."""
-  return str(path) if '://' in str(path) else os.path.abspath(path)
+  return str(path) if is_remote(path) else os.path.abspath(path)
 
 
 def write_whole(path: epath.Path, data: bytes | str) -> None:
@@ -63,7 +142,7 @@ def write_whole(path: epath.Path, data: bytes | str) -> None:
   and has no rename."""
   data = data.encode('utf-8') if isinstance(data, str) else data
   path = epath.Path(path)
-  if '://' in str(path):
+  if is_remote(path):
     path.write_bytes(data)
     return
   tmp = path.parent / f'{path.name}.{uuid.uuid4().hex}.tmp'
@@ -73,7 +152,7 @@ def write_whole(path: epath.Path, data: bytes | str) -> None:
 
 def saved_config(workdir: str) -> dict | None:
   """The config.json a run left in workdir, or None when there is none."""
-  path = epath.Path(workdir) / CONFIG_FILE
+  path = epath.Path(Layout(workdir).config_file)
   if not path.exists():
     return None
   try:
@@ -148,7 +227,7 @@ def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4)
     raise errors.WorkdirUnusableError(
         f'Cannot write to the workdir {workdir} ({type(e).__name__}: {e}). Choose a --workdir '
         'you can write to.') from e
-  if '://' in str(workdir):
+  if is_remote(workdir):
     return  # An object store: no disk to fill.
   needed = checkpoints_kept * checkpoint_bytes + _SPACE_MARGIN_BYTES
   free = shutil.disk_usage(workdir).free
@@ -161,5 +240,5 @@ def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4)
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes config.json atomically (a kill mid-write leaves the previous one)."""
-  write_whole(epath.Path(workdir) / CONFIG_FILE,
+  write_whole(epath.Path(Layout(workdir).config_file),
               config.to_json_best_effort(indent=2, sort_keys=True) + '\n')

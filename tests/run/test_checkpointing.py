@@ -8,16 +8,28 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import orbax.checkpoint as ocp
+
 from gan_aec import errors
-from gan_aec.run import checkpointing
+from gan_aec.run import checkpointing, sharding
+from gan_aec.run.workdir import Layout
 
 
 def state(value: float) -> dict:
   return {'params': {'w': jnp.full((3, 2), value)}, 'step': jnp.asarray(int(value), jnp.int32)}
 
 
+def abstract(tree):
+  """The restore target of a state: shapes, dtypes and shardings."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def checkpoints(tmp_path) -> str:
+  return Layout(str(tmp_path)).checkpoints
+
+
 def test_saves_on_the_interval_keeps_the_newest_and_restores_exactly(tmp_path):
-  checkpointer = checkpointing.Checkpointer(str(tmp_path), every_steps=2, max_to_keep=2)
+  checkpointer = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=2, max_to_keep=2)
   assert checkpointer.latest_step() is None
   assert not checkpointer.should_save(3) and checkpointer.should_save(4)
   for step in range(1, 9):
@@ -27,9 +39,9 @@ def test_saves_on_the_interval_keeps_the_newest_and_restores_exactly(tmp_path):
   directory = os.path.join(str(tmp_path), 'checkpoints')
   assert checkpointing.committed_steps(directory) == [8, 9]
 
-  again = checkpointing.Checkpointer(str(tmp_path), every_steps=2)
+  again = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=2)
   assert again.latest_step() == 9
-  restored = again.restore(checkpointing.abstract_like(state(0)))
+  restored = again.restore(abstract(state(0)))
   again.close()
   np.testing.assert_array_equal(restored['params']['w'], np.full((3, 2), 9.0))
   assert int(restored['step']) == 9
@@ -46,7 +58,7 @@ def test_a_half_written_checkpoint_is_not_a_committed_step(tmp_path):
 
 
 def test_a_damaged_checkpoint_names_itself_and_the_one_to_fall_back_to(tmp_path):
-  checkpointer = checkpointing.Checkpointer(str(tmp_path), every_steps=1)
+  checkpointer = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1)
   checkpointer.save(1, state(1))
   checkpointer.save(2, state(2))
   checkpointer.close()
@@ -55,28 +67,28 @@ def test_a_damaged_checkpoint_names_itself_and_the_one_to_fall_back_to(tmp_path)
     for name in files:
       with open(os.path.join(root, name), 'wb') as f:
         f.write(b'garbage')
-  again = checkpointing.Checkpointer(str(tmp_path), every_steps=1)
+  again = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1)
   with pytest.raises(errors.CheckpointError, match='resume from step 1 instead') as error:
-    again.restore(checkpointing.abstract_like(state(0)))
+    again.restore(abstract(state(0)))
   again.close()
   assert 'damaged_checkpoint_2' in str(error.value)
   with pytest.raises(errors.CheckpointError, match='cannot be read'):
     checkpointing.restore_on_one_device(os.path.join(str(tmp_path), 'checkpoints'), 2)
   shutil.rmtree(os.path.join(str(tmp_path), 'checkpoints', '1'))
-  again = checkpointing.Checkpointer(str(tmp_path), every_steps=1)
+  again = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1)
   with pytest.raises(errors.CheckpointError, match='no earlier checkpoint'):
-    again.restore(checkpointing.abstract_like(state(0)))
+    again.restore(abstract(state(0)))
   again.close()
 
 
 def test_best_checkpoint_keeps_only_the_lowest_metric_across_restarts(tmp_path):
-  best = checkpointing.BestCheckpointer(str(tmp_path))
+  best = checkpointing.BestCheckpointer(Layout(str(tmp_path)).replica(0).best_checkpoint)
   assert best.best() is None
   assert best.offer(10, state(10), 5.0)
   assert not best.offer(20, state(20), 7.0)
   assert best.offer(30, state(30), 3.0)
   best.close()
-  again = checkpointing.BestCheckpointer(str(tmp_path))
+  again = checkpointing.BestCheckpointer(Layout(str(tmp_path)).replica(0).best_checkpoint)
   assert again.best() == (30, 3.0)
   assert not again.offer(40, state(40), 3.0)  # Not strictly lower.
   again.close()
@@ -84,3 +96,24 @@ def test_best_checkpoint_keeps_only_the_lowest_metric_across_restarts(tmp_path):
   restored = checkpointing.restore_on_one_device(os.path.join(str(tmp_path), 'best_checkpoint'),
                                                  30, jax.eval_shape(lambda: state(0)))
   assert int(restored['step']) == 30
+
+
+def test_a_one_replica_run_saves_its_one_model_and_restores_the_replica_axis(tmp_path):
+  mesh = sharding.make_mesh(None, 1)
+  stacked = jax.device_put(jax.tree.map(lambda x: x[None], state(3)),
+                           sharding.replica_sharding(mesh))
+  checkpointer = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1, squeeze=True)
+  assert checkpointer.save(3, stacked)
+  assert not checkpointer.save(3, stacked)  # Already saved; and 3 is on the interval.
+  checkpointer.close()
+  saved = checkpointing.restore_on_one_device(checkpoints(tmp_path), 3)  # As saved.
+  assert saved['params']['w'].shape == (3, 2)
+  again = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1, squeeze=True)
+  restored = again.restore(abstract(stacked))
+  again.close()
+  assert restored['params']['w'].shape == (1, 3, 2)
+  assert restored['params']['w'].sharding == stacked['params']['w'].sharding
+  np.testing.assert_array_equal(restored['params']['w'], stacked['params']['w'])
+  on_one = checkpointing.restore_replicas_on_one_device(
+      checkpoints(tmp_path), 3, jax.eval_shape(lambda: state(0)), num_replicas=1)
+  np.testing.assert_array_equal(on_one['step'], [3])

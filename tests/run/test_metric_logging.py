@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from gan_aec.run import metric_logging
+from gan_aec.run.workdir import Layout
 
 
 def lines(workdir) -> list[dict]:
@@ -15,7 +16,7 @@ def lines(workdir) -> list[dict]:
 
 
 def test_records_go_to_jsonl_and_tensorboard(tmp_path):
-  logger = metric_logging.MetricLogger(str(tmp_path))
+  logger = metric_logging.MetricLogger(Layout(str(tmp_path)))
   logger.write_run_start(0, {'model': 'vae', 'devices': 2})
   logger.write_scalars(10, {'loss': np.float32(1.5), 'eval_psnr': 20})
   logger.close()
@@ -27,7 +28,7 @@ def test_records_go_to_jsonl_and_tensorboard(tmp_path):
 
 
 def test_a_process_other_than_the_writer_writes_nothing(tmp_path):
-  logger = metric_logging.MetricLogger(str(tmp_path), is_writer=False)
+  logger = metric_logging.MetricLogger(Layout(str(tmp_path)), is_writer=False)
   logger.write_scalars(1, {'loss': 1.0})
   logger.close()
   assert os.listdir(tmp_path) == []
@@ -38,10 +39,10 @@ def test_resume_drops_records_after_the_checkpoint_and_a_cut_line(tmp_path):
   path.write_text('{"event": "run_start", "step": 0}\n{"step": 10, "loss": 3}\n'
                   '{"step": 20, "loss": 2}\n{"step": 30, "lo', encoding='utf-8')
   assert [r['step'] for r in metric_logging.read_records(str(tmp_path))] == [0, 10, 20]
-  metric_logging.MetricLogger(str(tmp_path), resume_step=10).close()
+  metric_logging.MetricLogger(Layout(str(tmp_path)), resume_step=10).close()
   assert lines(tmp_path) == [{'event': 'run_start', 'step': 0}, {'step': 10, 'loss': 3}]
   # A restart from step 0 (killed before its first checkpoint): only run_start history stays.
-  metric_logging.MetricLogger(str(tmp_path), resume_step=0).close()
+  metric_logging.MetricLogger(Layout(str(tmp_path)), resume_step=0).close()
   assert lines(tmp_path) == [{'event': 'run_start', 'step': 0}]
   assert metric_logging.read_records(str(tmp_path / 'absent')) == []
 

@@ -12,7 +12,7 @@ import pytest
 
 from gan_aec import autoencoder, errors
 from gan_aec.data import batching, mnist
-from gan_aec.run import config as config_lib, evaluation, loop, replicas, sharding
+from gan_aec.run import config as config_lib, evaluation, loop, replicas, sharding, startup
 from tests import helpers
 
 FAMILIES = ('autoencoder', 'denoising_autoencoder', 'vae', 'dcgan', 'mnist_classifier')
@@ -38,7 +38,7 @@ def smoke(name: str, tmp_path, **overrides):
 def test_seeds_and_sweep_points_make_the_replicas():
   config = config_lib.load_config('vae', 'smoke')
   config.seed = 5
-  assert len(replicas.from_config(config)) == 1 and not replicas.from_config(config).stacked
+  assert len(replicas.from_config(config)) == 1
   config.num_seeds = 2
   config.sweep.learning_rate = '1e-3,2e-4'
   config.sweep.beta = '1'
@@ -121,11 +121,11 @@ def test_vmapped_autoencoder_steps_equal_separate_runs(num_seeds):
 # The training loop with num_seeds and sweeps.
 # --------------------------------------------------------------------------------------------------
 
-def test_one_replica_keeps_the_one_model_state_and_mesh():
+def test_one_replica_is_the_whole_mesh_as_data():
   config = config_lib.load_config('vae', 'smoke')
   mesh = sharding.make_mesh(config, 1)
   assert mesh.shape['replica'] == 1 and mesh.shape['data'] == len(jax.devices())
-  assert not replicas.from_config(config).stacked
+  assert replicas.from_config(config).names() == ('replica00_seed0',)
 
 
 @pytest.mark.slow
@@ -159,25 +159,58 @@ def test_replica_i_of_k_is_the_run_of_seed_s_plus_i(family, tmp_path):
 
 @pytest.mark.slow
 def test_a_learning_rate_and_beta_sweep_replica_is_the_run_with_those_values(tmp_path):
+  sweep = {'sweep.learning_rate': '1e-3,3e-4', 'sweep.beta': '0.5'}
   stacked_dir = str(tmp_path / 'sweep')
-  final = loop.train_and_evaluate(
-      smoke('vae', tmp_path, **{'sweep.learning_rate': '1e-3,3e-4', 'sweep.beta': '0.5'}),
-      stacked_dir)
+  final = loop.train_and_evaluate(smoke('vae', tmp_path, **sweep), stacked_dir)
   labels = helpers.read_metrics(stacked_dir)[0]['replicas']
   assert [(r['learning_rate'], r['beta']) for r in labels] == [(1e-3, 0.5), (3e-4, 0.5)]
   _, stacked_state = helpers.final_state(stacked_dir)
-  single_dir = str(tmp_path / 'single')
-  single = loop.train_and_evaluate(smoke('vae', tmp_path, learning_rate=3e-4, beta=0.5),
-                                   single_dir)
-  state_1 = replicas.replica(stacked_state, 1)
-  helpers.assert_same_state(state_1['params'], helpers.final_state(single_dir)[1]['params'])
-  np.testing.assert_allclose(final['eval_neg_elbo_per_replica'][1], single['eval_neg_elbo'],
+  # A one-point sweep is one replica, trained at the swept values (not config.learning_rate).
+  point_dir = str(tmp_path / 'point')
+  point = loop.train_and_evaluate(
+      smoke('vae', tmp_path, **{'sweep.learning_rate': '3e-4', 'sweep.beta': '0.5'}), point_dir)
+  _, point_state = helpers.final_state(point_dir)
+  helpers.assert_same_state(replicas.replica(stacked_state, 1), point_state)  # The whole state.
+  np.testing.assert_allclose(final['eval_neg_elbo_per_replica'][1], point['eval_neg_elbo'],
                              rtol=1e-4)
+  # ... and equal to the run with those values as its config's own (another optimizer state
+  # structure: no injected hyperparameters).
+  plain_dir = str(tmp_path / 'plain')
+  plain = loop.train_and_evaluate(smoke('vae', tmp_path, learning_rate=3e-4, beta=0.5), plain_dir)
+  helpers.assert_same_state(point_state['params'], helpers.final_state(plain_dir)[1]['params'])
+  assert plain['eval_neg_elbo'] == pytest.approx(point['eval_neg_elbo'], rel=1e-5)
   # A resume must not change the replicas.
   with pytest.raises(errors.WorkdirMismatchError, match='sweep.learning_rate'):
     loop.train_and_evaluate(smoke('vae', tmp_path, num_train_steps=6,
                                   **{'sweep.learning_rate': '1e-3', 'sweep.beta': '0.5'}),
                             stacked_dir)
+
+
+def test_replicas_of_one_seed_share_their_batches_and_each_piece_is_built_once(monkeypatch):
+  config = config_lib.load_config('vae', 'smoke')
+  config.sweep.learning_rate = '1e-3,2e-4,1e-4'
+  config.num_seeds = 2  # Six replicas: each of the two seeds at three learning rates.
+  found = replicas.from_config(config, ('beta',))
+  digits = mnist.load_bundled().train
+  calls = []
+  original = batching.TrainBatches.get
+
+  def counted(self, step, part=None):
+    calls.append((self.seed, step, part))
+    return original(self, step, part)
+  monkeypatch.setattr(batching.TrainBatches, 'get', counted)
+  batches = {seed: batching.TrainBatches(digits, 8, seed) for seed in sorted(set(found.seeds))}
+  mesh = sharding.make_mesh(config, len(found))
+  run = startup.Run.__new__(startup.Run)  # Only the fields train_batch reads.
+  for name, value in {'replicas': found, 'batches': batches, 'config': config, 'mesh': mesh,
+                      'example_batch': original(batches[0], 0, slice(0, 1))}.items():
+    object.__setattr__(run, name, value)
+  batch = loop.train_batch(run, 5)
+  assert batch['image'].shape == (6, 8, 28, 28, 1)
+  pieces = mesh.shape['data']  # Each device of a replica holds one piece of its batch.
+  assert len(calls) == 2 * pieces and {c[0] for c in calls} == {0, 1}
+  for r, seed in enumerate(found.seeds):
+    np.testing.assert_array_equal(batch['image'][r], original(batches[seed], 5)['image'])
 
 
 @pytest.mark.slow
@@ -207,7 +240,9 @@ def test_stacked_dcgan_logs_per_replica_sample_metrics_and_evaluate_reports_them
   final = loop.train_and_evaluate(
       smoke('dcgan', tmp_path, num_seeds=2, **{'sample_metrics.extractor': classifier_dir,
                                                'sample_metrics.num_samples': 100}), workdir)
-  assert len(final['eval_fid_per_replica']) == 2 and final['eval_fid_std'] >= 0
+  fids = final['eval_fid_per_replica']
+  assert len(fids) == 2 and fids[0] != fids[1]  # Two generators, two FIDs.
+  np.testing.assert_allclose(final['eval_fid_std'], np.std(fids, ddof=1), rtol=1e-6)
   assert sorted(os.listdir(os.path.join(workdir, 'best_checkpoint'))) == [
       'replica00_seed0', 'replica01_seed1']
   record = evaluation.evaluate_checkpoints(workdir, checkpoint='latest,best')

@@ -16,6 +16,7 @@ from gan_aec.autoencoder import (ConvAutoencoder, add_noise, create_train_state,
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
 from gan_aec.run.tasks.base import Task, optimizer
+from gan_aec.run.workdir import ReplicaFiles
 
 NUM_FIGURE_DIGITS = 10
 
@@ -33,8 +34,9 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     return create_train_state(model, tx=optimizer(config, optax.adam), rng=rng,
                               example_images=example_batch['image'])
 
-  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
+  def write_figures(state, test: Split, files: ReplicaFiles, step: int, final: bool, *,
                     seed: int) -> list[str]:
+    figures_dir = files.figures
     del seed  # The figures show test digits.
     clean = test.images[:NUM_FIGURE_DIGITS].astype(np.float32) / 255.0
     inputs = clean

@@ -32,10 +32,11 @@ class Task:
     train_step: (state, batch, rng) -> (state, metrics of scalars); pure, jitted by the loop.
     eval_step: (state, batch, rng) -> sums over the batch's valid examples, with 'count'; the loop
       adds them over the test split and divides by 'count', logging `eval_<name>`.
-    write_figures: (state, test_split, figures_dir, step, final, *, seed) -> paths written; host
-      code, run after each evaluation (final=True at the end of training); `seed` is the run's
-      (a replica's) config seed, for figures drawn from fixed noise.
-    write_samples: optional (state, figures_dir, step, *, seed) -> paths written, run every
+    write_figures: (state, test_split, files, step, final, *, seed) -> paths written; host code,
+      run after each evaluation (final=True at the end of training) for each replica: `state` is
+      one replica's (numpy), `files` its gan_aec.run.workdir.ReplicaFiles (figures go to
+      files.figures), `seed` its config seed, for figures drawn from fixed noise.
+    write_samples: optional (state, files, step, *, seed) -> paths written, run every
       `sample_every_steps` steps between evaluations (the GAN's sample grids).
     sample_every_steps: how often write_samples runs (None: never).
     image_range: the (low, high) float range the steps expect batch['image'] in; the input

@@ -15,6 +15,7 @@ from gan_aec.classifier import Classifier, create_train_state, eval_step, train_
 from gan_aec.data.batching import map_in_batches, to_float
 from gan_aec.data.splits import Split
 from gan_aec.run.tasks.base import Task, optimizer
+from gan_aec.run.workdir import ReplicaFiles
 
 NUM_CLASSES = 10
 MAX_SHOWN_ERRORS = 40
@@ -67,8 +68,9 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     return create_train_state(model, tx=optimizer(config, adam_with_schedule), rng=rng,
                               example_images=example_batch['image'])
 
-  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
+  def write_figures(state, test: Split, files: ReplicaFiles, step: int, final: bool, *,
                     seed: int) -> list[str]:
+    figures_dir = files.figures
     del final, seed
     return write_classifier_figures(model, state.params, test, figures_dir, step)
 

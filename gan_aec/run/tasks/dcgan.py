@@ -17,16 +17,17 @@ from gan_aec.data import batching
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
 from gan_aec.run.tasks.base import Task, optimizer
+from gan_aec.run.workdir import ReplicaFiles
 
 NUM_SAMPLES = 64  # The fixed noise batch: an 8x8 grid.
 STRIP_SAMPLES = 8  # Samples of the fixed noise shown at successive steps in the progress strip.
 _NOISE_STREAM = 3
 
 
-def fixed_noise(workdir: str, seed: int, latent_dim: int) -> np.ndarray:
-  """The run's sample noise [64, latent_dim], created once and kept in WORKDIR/sample_noise.npy,
-  so that grids from any step (and after any resume) show the same latents."""
-  path = epath.Path(workdir) / 'sample_noise.npy'
+def fixed_noise(files: ReplicaFiles, seed: int, latent_dim: int) -> np.ndarray:
+  """The run's (a replica's) sample noise [64, latent_dim], created once and kept in
+  files.sample_noise, so that grids from any step (and after any resume) show the same latents."""
+  path = epath.Path(files.sample_noise)
   if path.exists():
     with path.open('rb') as f:
       return np.load(f)
@@ -38,10 +39,11 @@ def fixed_noise(workdir: str, seed: int, latent_dim: int) -> np.ndarray:
   return z
 
 
-def _update_progress(workdir: str, step: int, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Appends step's first samples to WORKDIR/sample_progress.npz (replacing any entries from this
-  step on, as after a resume); returns (steps [N], samples [N, STRIP_SAMPLES, H, W, C])."""
-  path = epath.Path(workdir) / 'sample_progress.npz'
+def _update_progress(files: ReplicaFiles, step: int,
+                     samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Appends step's first samples to files.sample_progress (replacing any entries from this step
+  on, as after a resume); returns (steps [N], samples [N, STRIP_SAMPLES, H, W, C])."""
+  path = epath.Path(files.sample_progress)
   kept_steps = np.zeros((0,), np.int64)
   kept = np.zeros((0, *samples[:STRIP_SAMPLES].shape), np.float32)
   if path.exists():
@@ -78,25 +80,25 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                                  real_label=config.real_label, ema_decay=config.ema_decay)
   sample_fn = jax.jit(functools.partial(dcgan.generate, use_ema=use_ema))
 
-  def write_samples(state, figures_dir: str, step: int, *, seed: int) -> list[str]:
-    workdir = os.path.dirname(figures_dir.rstrip('/'))  # The run's (or the replica's) folder.
-    z = fixed_noise(workdir, seed, config.latent_dim)
+  def write_samples(state, files: ReplicaFiles, step: int, *, seed: int) -> list[str]:
+    figures_dir = files.figures
+    z = fixed_noise(files, seed, config.latent_dim)
     samples = (np.asarray(sample_fn(state, z)) + 1.0) / 2.0  # [-1, 1] -> [0, 1] for display.
     which = ' (EMA generator)' if use_ema else ''
     paths = [figures.save_image_grid(os.path.join(figures_dir, f'samples_step{step:06d}.png'),
                                      samples, 8, f'DCGAN samples{which}, step {step}')]
     paths.append(figures.save_image_grid(os.path.join(figures_dir, 'samples.png'), samples, 8,
                                          f'DCGAN samples{which}, step {step}'))
-    strip_steps, strip = _update_progress(workdir, step, samples)
+    strip_steps, strip = _update_progress(files, step, samples)
     paths.append(figures.save_image_rows(
         os.path.join(figures_dir, 'progress_strip.png'), list(strip),
         [f'step {s}' for s in strip_steps], title='The same noise at successive steps'))
     return paths
 
-  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
+  def write_figures(state, test: Split, files: ReplicaFiles, step: int, final: bool, *,
                     seed: int) -> list[str]:
     del test, final
-    return write_samples(state, figures_dir, step, seed=seed)
+    return write_samples(state, files, step, seed=seed)
 
   def sample_images(state, rng, num: int) -> np.ndarray:
     z = np.asarray(dcgan.sample_latents(rng, num, config.latent_dim))

@@ -17,6 +17,7 @@ from gan_aec.data.batching import map_in_batches, to_float
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
 from gan_aec.run.tasks.base import Task, optimizer
+from gan_aec.run.workdir import ReplicaFiles
 from gan_aec.vae import ConvVAE, create_train_state, eval_step, train_step
 
 MANIFOLD_SIZE = 20  # The original report's 20x20 grid over norm.ppf(linspace(0.05, 0.95, 20)).
@@ -93,8 +94,9 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                    bias_correction=config.get('rmsprop_bias_correction', False))
     return create_train_state(model, tx=tx, rng=rng, example_images=example_batch['image'])
 
-  def write_figures(state, test: Split, figures_dir: str, step: int, final: bool, *,
+  def write_figures(state, test: Split, files: ReplicaFiles, step: int, final: bool, *,
                     seed: int) -> list[str]:
+    figures_dir = files.figures
     del final, seed  # The figures always show the latest state, from fixed latents.
     return write_vae_figures(model, state.params, test, figures_dir, step,
                              f'VAE (latent {config.latent_dim}), step {step}')
