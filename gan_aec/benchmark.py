@@ -5,6 +5,7 @@ r"""Times each model's jitted train step and the input pipeline, against the mac
   python -m gan_aec.benchmark --model=dcgan --celeb_a_images=20000   # a longer pipeline timing
   python -m gan_aec.benchmark --compute_dtype=bfloat16   # the models' bfloat16 option (GPU/TPU)
   python -m gan_aec.benchmark --model=vae --num_seeds=1,2,4,8 --pytorch   # many seeds at once
+  python -m gan_aec.benchmark --model=vae --num_seeds=2,8 --profile   # time by kind of op
 
 For each model the train step of each K is compiled exactly as the training loop compiles it
 (`gan_aec.run.sharding.jit_steps`) and warmed up; then the K's are timed in turn, `--repeats`
@@ -31,7 +32,7 @@ from absl import app
 from absl import flags
 import jax
 
-from gan_aec.run import benchmarking, config as config_lib, cpu_devices, tasks
+from gan_aec.run import benchmarking, config as config_lib, cpu_devices, profiling, tasks
 
 MODELS = benchmarking.MODELS
 
@@ -50,6 +51,8 @@ _PYTORCH = flags.DEFINE_bool('pytorch', False, 'Also time the same models in eag
 _NUM_SEEDS = flags.DEFINE_list('num_seeds', ['1'], 'Replicas trained as one program (config.num_seeds); '
                                 'several, e.g. 1,2,4,8, give a row each. images/s counts every '
                                 "replica's images.")
+_PROFILE = flags.DEFINE_bool('profile', False, 'Also print where each step spends its time, '
+                             'by kind of op (XLA:CPU op tracing; gan_aec.run.profiling).')
 _CELEB_A_IMAGES = flags.DEFINE_integer('celeb_a_images', 2000, 'Synthetic JPEGs for the CelebA '
                                        'pipeline timing (0: skip it).')
 
@@ -80,6 +83,8 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'Unknown or not yet available model(s) {unknown}; available: '
                          f'{available_models()}.')
+  if _PROFILE.value:
+    profiling.enable_op_tracing()  # Before JAX starts its CPU backend.
   num_seeds = [int(k) for k in _NUM_SEEDS.value]
   configs = [config_lib.load_config(name) for name in models]
   for config in configs:
@@ -95,10 +100,13 @@ def main(argv):
     timers = [benchmarking.prepare(name, _BATCH_SIZE.value, _COMPUTE_DTYPE.value, num_seeds=k)
               for k in num_seeds]
     benchmarking.time_models(timers, _STEPS.value, _REPEATS.value)
+    profiles = [timer.profile(_STEPS.value) if _PROFILE.value else None for timer in timers]
     flops = benchmarking.step_flops(name, _BATCH_SIZE.value)
     torch_rates = None
-    for timer in timers:
+    for timer, profile in zip(timers, profiles):
       record = timer.record(_STEPS.value, flops)
+      if profile:
+        record['profile'] = profile
       record['percent_of_ceiling'] = 100 * record['gflops_per_s'] / ceiling
       record['ceiling_gflops_per_s'] = ceiling
       if _PYTORCH.value:
@@ -135,6 +143,12 @@ def main(argv):
       line += (f'{r["pytorch_images_per_s"]:>13.0f}{r["pytorch_per_core_images_per_s"]:>12.0f}'
                f'{r["speedup_vs_pytorch"]:>8.2f}x')
     print(line)
+  for r in records:
+    if 'profile' in r:
+      print(f'\n{r["model"]}, K={r["num_seeds"]}: time by kind of op, ms per step (all devices '
+            'added up: ops that ran at once on several devices each count)')
+      for row in r['profile']:
+        print(f'  {row["kind"]:<28}{row["ms_per_step"]:>9.1f} ms{row["ops_per_step"]:>8.0f} ops')
   for r in pipelines:
     batch = f' (batch {r["batch_size"]})' if r['batch_size'] else ''
     print(f'input pipeline {r["pipeline"]}: {r["images_per_s"]:.0f} images/s{batch}')

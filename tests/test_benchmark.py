@@ -17,13 +17,19 @@ REPO = str(helpers.REPO)
 def test_benchmark_json_smoke():
   result = subprocess.run(
       [sys.executable, '-m', 'gan_aec.benchmark', '--model=autoencoder', '--batch_size=8',
-       '--steps=2', '--repeats=1', '--json', '--celeb_a_images=20'],
+       '--steps=2', '--repeats=1', '--json', '--celeb_a_images=20', '--num_seeds=1,2',
+       '--profile'],
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
   assert result.returncode == 0, result.stderr[-3000:]
   records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{')]
-  model, *pipelines = records
+  model, two, *pipelines = records
   assert model['model'] == 'autoencoder' and model['batch_size'] == 8
+  assert (model['num_seeds'], two['num_seeds']) == (1, 2)
+  # --profile: the step's time by kind of op, from XLA:CPU's op trace.
+  kinds = {row['kind']: row for row in two['profile']}
+  assert kinds['total']['ms_per_step'] > 0 and kinds['total']['ops_per_step'] > 10
+  assert kinds['convolution']['ops_per_step'] > 0 and 'convolution, grouped' not in kinds
   for key in ('images_per_s', 'gflops_per_s', 'percent_of_ceiling', 'compile_s'):
     assert model[key] > 0, key
   # 8 images x ~8.9 MFLOP of useful training work each (forward + backward), by XLA's count.

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_aec.data import batching, celeb_a, celeb_a_import, celeb_a_synthetic, mnist
-from gan_aec.run import config as config_lib, cpu_devices, sharding, tasks
+from gan_aec.run import config as config_lib, cpu_devices, profiling, sharding, tasks
 
 MODELS = ('autoencoder', 'denoising_autoencoder', 'vae', 'dcgan')
 
@@ -81,19 +81,28 @@ class TrainStepTimer:
   devices: int
   _step: Callable[[], Any]
   _wait_each_step: bool
+  _compiled: Any
   seconds: list[float] = dataclasses.field(default_factory=list)
 
   def time(self, steps: int) -> float:
     """Runs `steps` train steps (waiting for each, as the loop does on several CPU devices);
     records and returns the seconds they took."""
     start = time.perf_counter()
+    self._run(steps)
+    self.seconds.append(time.perf_counter() - start)
+    return self.seconds[-1]
+
+  def _run(self, steps: int) -> None:
     for _ in range(steps):
       metrics = self._step()
       if self._wait_each_step:
         jax.block_until_ready(metrics)
     jax.block_until_ready(metrics)
-    self.seconds.append(time.perf_counter() - start)
-    return self.seconds[-1]
+
+  def profile(self, steps: int) -> list[dict]:
+    """Where `steps` steps spend their time, by kind of op (gan_aec.run.profiling; JAX must have
+    started with profiling.TRACEME_FLAG)."""
+    return profiling.profile(lambda: self._run(steps), self._compiled.as_text(), steps)
 
   def record(self, steps: int, flops_per_replica_step: float) -> dict:
     """The benchmark record from the median of the timed runs; images/s counts every replica."""
@@ -139,7 +148,7 @@ def prepare(name: str, batch_size: int | None, compute_dtype: str | None = None,
   timer = TrainStepTimer(name=name, batch_size=batch_size, num_seeds=num_seeds,
                          compute_dtype=str(config_lib.compute_dtype(config)), compile_s=compile_s,
                          devices=mesh.size, _step=step,
-                         _wait_each_step=cpu_devices.wait_for_each_step(mesh))
+                         _wait_each_step=cpu_devices.wait_for_each_step(mesh), _compiled=compiled)
   timer.time(1)  # Warm-up.
   timer.seconds.clear()
   return timer
