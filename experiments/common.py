@@ -31,7 +31,8 @@ import shutil
 import time
 from typing import Any
 
-from gan_aec.run import config as config_lib, cpu_devices, evaluation, loop, metric_logging, startup
+from gan_aec.run import (config as config_lib, cpu_devices, evaluation, loop, metric_logging,
+                         startup, workdir as run_workdir)
 
 from experiments import results_page
 
@@ -147,7 +148,7 @@ def ensure_classifier(args: argparse.Namespace) -> str:
   from experiments import mnist_classifier  # pylint: disable=g-import-not-at-top
   workdir = workdir_for(mnist_classifier.EXPERIMENT, args)
   summary = os.path.join(args.results_dir, CLASSIFIER, 'summary.json')
-  if not os.path.exists(summary) or not os.path.exists(os.path.join(workdir, 'config.json')):
+  if not os.path.exists(summary) or run_workdir.saved_config(workdir) is None:
     run(mnist_classifier.EXPERIMENT, args)
   return workdir
 

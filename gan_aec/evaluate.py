@@ -13,13 +13,12 @@ yardsticks. See gan_aec.run.evaluation.evaluate_checkpoints.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags
 
 from gan_aec import errors
-from gan_aec.run import evaluation
+from gan_aec.run import evaluation, workdir as run_workdir
 
 flags.DEFINE_string('workdir', None, 'The run to evaluate.', required=True)
 flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (lowest FID during training), a step, "
@@ -43,7 +42,7 @@ def main(argv):
   except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
-  print(f'Wrote {os.path.join(flag.workdir, evaluation.EVAL_FILE)}')
+  print(f'Wrote {run_workdir.Layout(flag.workdir).eval_file}')
 
 
 if __name__ == '__main__':

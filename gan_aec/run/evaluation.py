@@ -34,7 +34,6 @@ from gan_aec.run import checkpointing, config as config_lib, cpu_devices, sample
 from gan_aec.run import replicas as replicas_lib, sharding, tasks
 from gan_aec.run import workdir as run_workdir
 
-EVAL_FILE = run_workdir.EVAL_FILE
 # Streams derived from config.seed: the latents of the samples scored by the sample metrics.
 SAMPLE_METRICS_STREAM = 4
 
