@@ -64,8 +64,8 @@ def _step_flops(config, batch_size: int) -> float:
                              devices=jax.devices()[:1])
   state = jax.vmap(task.create_state, in_axes=(0, None))(jax.random.key(0)[None], batch)
   train_fn, _ = sharding.jit_steps(task, one_device)
-  cost = train_fn.lower(state, {k: v[None] for k, v in batch.items()}, jax.random.key(1)[None],
-                        {}).cost_analysis()
+  cost = train_fn.lower((state,), ({k: v[None] for k, v in batch.items()},),
+                        (jax.random.key(1)[None],), ({},)).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost['flops'])
 
@@ -129,15 +129,19 @@ def prepare(name: str, batch_size: int | None, compute_dtype: str | None = None,
   mesh = sharding.make_mesh(config, num_seeds)
   host_batch = _synthetic_batch(config, batch_size)
   stacked = sharding.replica_sharding(mesh)
-  batch = {k: sharding.put_global(np.stack([v] * num_seeds), sharding.replica_batch_sharding(mesh))
-           for k, v in host_batch.items()}
   keys = sharding.put_keys(jax.random.split(jax.random.key(0), num_seeds), stacked)
   state = jax.jit(jax.vmap(task.create_state, in_axes=(0, None)), out_shardings=stacked)(
       keys, host_batch)
-  extra = (sharding.put_keys(jax.random.split(jax.random.key(1), num_seeds), stacked), {})
-  train_fn, _ = sharding.jit_steps(task, mesh)
+  train_fn, _ = sharding.jit_steps(task, mesh, num_seeds)
+  groups = train_fn.groups
+  state = groups.split(state)
+  batch = tuple({k: sharding.put_global(np.stack([v] * len(groups.members(g))),
+                                        sharding.replica_batch_sharding(mesh))
+                 for k, v in host_batch.items()} for g in range(groups.calls))
+  extra = (groups.split(sharding.put_keys(jax.random.split(jax.random.key(1), num_seeds),
+                                          stacked)), ({},) * groups.calls)
   start = time.perf_counter()
-  compiled = train_fn.lower(state, batch, *extra).compile()
+  compiled = train_fn.compile(state, batch, *extra)
   compile_s = time.perf_counter() - start
   holder = {'state': state}
 

@@ -88,8 +88,10 @@ def split_for_configs(configs: list) -> int | None:
 
 
 def wait_for_each_step(mesh) -> bool:
-  """True when `mesh` has several CPU devices in this process: loops then block on each step's
-  outputs before dispatching the next one (see the module docstring for why)."""
+  """True when `mesh` splits a replica's batch over several CPU devices of this process (its
+  `data` axis, over which the steps' all-reduces run): loops then block on each step's outputs
+  before dispatching the next (see the module docstring for why). Replicas on their own devices
+  share no collective, so their steps may queue."""
   import jax  # pylint: disable=g-import-not-at-top
   local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
-  return len(local) > 1 and local[0].platform == 'cpu'
+  return len(local) > 1 and local[0].platform == 'cpu' and dict(mesh.shape).get('data', 1) > 1

@@ -52,7 +52,8 @@ def evaluate_split(eval_fn: Callable, states: Any, split: Split, batch_size: int
                    rngs: jax.Array, batch_sharding: jax.sharding.NamedSharding,
                    value_range: batching.ValueRange) -> list[dict[str, float]]:
   """eval_fn's sums over every image of `split`, divided by their count, for each replica:
-  [{'eval_<name>': mean}] (one dict per replica of the stacked `states`; `rngs` [R]).
+  [{'eval_<name>': mean}] (one dict per replica; `states` and `rngs` in the groups eval_fn
+  takes, gan_aec.run.sharding.ReplicaGroups).
 
   Every replica scores the same batches; every process builds each batch and transfers the
   pieces its devices hold.
@@ -61,7 +62,7 @@ def evaluate_split(eval_fn: Callable, states: Any, split: Split, batch_size: int
   totals = None
   for i, batch in enumerate(batching.eval_batches(split, batch_size, value_range=value_range)):
     device_batch = {k: sharding.put_global(v, batch_sharding) for k, v in batch.items()}
-    sums = eval_fn(states, device_batch, _fold_each(rngs, i))
+    sums = eval_fn(states, device_batch, tuple(_fold_each(r, i) for r in rngs))
     if wait:
       jax.block_until_ready(sums)
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)

@@ -35,12 +35,16 @@ from gan_aec.run import (cpu_devices, evaluation, metric_logging, preemption,
                          replicas as replicas_lib, sample_quality, sharding)
 from gan_aec.run.startup import Run, set_up
 
-def train_batch(run: Run, step: int) -> dict[str, jax.Array]:
-  """Step's global batch [R, B, ...] on the devices; each process builds only the pieces its
-  devices hold, and replicas of one seed share theirs."""
-  return sharding.put_replica_batches(lambda seed, images: run.batches[seed].get(step, images),
-                                      run.replicas.seeds, run.config.batch_size,
-                                      run.example_batch, sharding.replica_batch_sharding(run.mesh))
+def train_batch(run: Run, step: int) -> tuple[dict[str, jax.Array], ...]:
+  """Step's global batches on the devices, one [D * n, B, ...] per group of replicas
+  (run.groups); each process builds only the pieces its devices hold, and replicas of one seed
+  share theirs."""
+  groups, pieces = run.groups, {}
+  return tuple(sharding.put_replica_batches(
+      lambda seed, images: run.batches[seed].get(step, images),
+      [run.replicas.seeds[r] for r in groups.members(g)], run.config.batch_size,
+      run.example_batch, sharding.replica_batch_sharding(run.mesh), pieces)
+      for g in range(groups.calls))
 
 
 def per_replica(metrics: dict[str, Any]) -> list[dict[str, float]]:
@@ -70,11 +74,18 @@ def _log(run: Run, step: int, logged: dict[str, Any], what: str) -> None:
   logging.info('step %d %s: %s', step, what, ' '.join(f'{k}={v:.4f}' for k, v in shown.items()))
 
 
+def stacked(run: Run, state: Any) -> Any:
+  """The loop's state (the groups the steps take) as the stacked state [R, ...]."""
+  return run.groups.join(state)
+
+
 def _host_state(run: Run, state: Any, needed: bool) -> Any:
-  """`state` as numpy arrays on this host when `needed` (else None). The replicas are spread
-  over the processes' devices, and gathering them is a collective: every process takes part,
-  whether or not it needs the result, or the others wait for it forever."""
-  return sharding.gather_to_host(state) if needed or jax.process_count() > 1 else None
+  """The stacked `state` as numpy arrays on this host when `needed` (else None). The replicas
+  are spread over the processes' devices, and gathering them is a collective: every process
+  takes part, whether or not it needs the result, or the others wait for it forever."""
+  if needed or jax.process_count() > 1:
+    return sharding.gather_to_host(stacked(run, state))
+  return None
 
 
 def evaluate(run: Run, state: Any, step: int, final: bool) -> dict[str, Any]:
@@ -120,7 +131,7 @@ def compile_train_step(run: Run, state: Any, batch: dict[str, jax.Array]) -> Cal
   logging.info('Compiling the train step%s...',
                f' of {len(run.replicas)} replicas' if len(run.replicas) > 1 else '')
   start = time.perf_counter()
-  compiled = run.train_fn.lower(state, batch, run.train_rngs, run.step_hyperparameters).compile()
+  compiled = run.train_fn.compile(state, batch, run.train_rngs, run.step_hyperparameters)
   logging.info('Compiled the train step in %.1f s.', time.perf_counter() - start)
   return compiled
 
@@ -171,7 +182,8 @@ def train(run: Run, state: Any) -> dict[str, Any]:
         elif (task.write_samples and task.sample_every_steps
               and done % task.sample_every_steps == 0):
           _write_samples(run, state, done)
-        if saving and run.checkpointer.save(done, state, force=final or signum is not None):
+        if saving and run.checkpointer.save(done, stacked(run, state),
+                                             force=final or signum is not None):
           last_saved = done
       if signum is not None:
         raise preemption.Preempted(signum, done, run.checkpointer.directory)

@@ -11,11 +11,13 @@ the benchmark all use these.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any, Callable, Hashable, Sequence
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
@@ -71,42 +73,163 @@ def replica_batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, P('replica', 'data'))
 
 
-def jit_steps(task: Task, mesh: jax.sharding.Mesh):
-  """The task's steps over a leading replica axis, jitted for the mesh (R >= 1 replicas).
+def replicas_per_call(mesh: jax.sharding.Mesh, num_replicas: int) -> int:
+  """How many of each device group's replicas one call of a jitted step trains.
 
-  Returns (train_fn, eval_fn). train_fn(states, batches, train_rngs, hyperparameters) runs, for
-  every replica r, task.train_step(states[r], batches[r], fold_in(train_rngs[r], states[r].step),
-  **{name: values[r] for name, values in hyperparameters.items()}) and donates the old states;
-  eval_fn(states, batch, rngs) runs task.eval_step(states[r], batch, rngs[r]) on one batch shared
-  by every replica. States, keys, hyperparameters and outputs carry the replica axis [R, ...];
-  batches are [R, B, ...] for training and [B, ...] for evaluation.
+  On CPU, one: a device holding several replicas trains them one call after another, each call
+  the one-model program. Under jax.vmap their convolutions would become grouped convolutions,
+  which XLA:CPU runs 10-30x slower than one by one (gan_aec.layers.per_replica avoids those, but
+  cutting each replica out of the stacked activations and stacking them back then costs more
+  than the replicas save: docs/performance.md). Elsewhere (GPU, TPU) all of them at once, vmapped:
+  batched convolutions are what those compilers do well.
+  """
+  local = max(1, num_replicas // mesh.shape['replica'])
+  return 1 if jax.default_backend() == 'cpu' else local
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaGroups:
+  """How the loop holds R replicas: in groups, one per call of the jitted steps.
+
+  Each device group of the mesh's `replica` axis holds L = R / D of the replicas (replicas
+  d * L .. d * L + L - 1 on device group d, as P('replica') splits a stacked array). Call g of a
+  step trains local replicas g * n .. g * n + n - 1 of every device group (n = replicas_per_call):
+  its state, keys, hyperparameters and batches are arrays of their own, [D * n, ...], so that
+  no call slices or copies another's. `split` turns a stacked array [R, ...] (what is created,
+  checkpointed and gathered) into the groups, `join` back; `members` says which replicas a group
+  holds. With one call per step (every replica at once) a group is the stacked array itself.
+  """
+  mesh: jax.sharding.Mesh
+  num_replicas: int
+  per_call: int
+
+  @property
+  def calls(self) -> int:
+    """Calls per step: each device group's replicas over replicas per call."""
+    return max(1, self.num_replicas // self.mesh.shape['replica']) // self.per_call
+
+  def members(self, g: int) -> list[int]:
+    """The replicas of group g, in the order of its arrays' first axis."""
+    local = self.calls * self.per_call
+    return [d * local + g * self.per_call + j for d in range(self.mesh.shape['replica'])
+            for j in range(self.per_call)] if self.calls > 1 else list(range(self.num_replicas))
+
+  def _on_each_device_group(self, fn: Callable) -> Callable:
+    return jax.jit(jax.shard_map(fn, mesh=self.mesh, in_specs=P('replica'),
+                                 out_specs=P('replica'), axis_names=frozenset({'replica'}),
+                                 check_vma=False))
+
+  @functools.cached_property
+  def _split(self) -> Callable:  # Jitted once per ReplicaGroups (a new jit would recompile).
+    n = self.per_call
+    return self._on_each_device_group(
+        lambda tree: tuple(jax.tree.map(lambda x, g=g: x[g * n:(g + 1) * n], tree)
+                           for g in range(self.calls)))
+
+  @functools.cached_property
+  def _join(self) -> Callable:
+    return self._on_each_device_group(
+        lambda parts: jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts))
+
+  def split(self, stacked: Any) -> tuple[Any, ...]:
+    """A stacked pytree [R, ...] over `replica` -> one per group, each [D * n, ...]."""
+    return (stacked,) if self.calls == 1 else self._split(stacked)
+
+  def join(self, groups: Sequence[Any]) -> Any:
+    """One pytree per group -> the stacked pytree [R, ...] in replica order."""
+    return groups[0] if self.calls == 1 else self._join(tuple(groups))
+
+
+class ReplicaStep:
+  """A jitted step over the replicas, called once per group of them (ReplicaGroups).
+
+  `fn(state, *args, after)` runs the step on one group: its state and its arguments, except
+  those at positions `shared` (e.g. an evaluation batch every replica scores), which every
+  call takes whole. Calling a ReplicaStep with the groups of the state and of each argument
+  runs every call in turn and returns all replicas' outputs in replica order, [R, ...], as one
+  call of the stacked step would; a train step also returns the new state groups (each call
+  donates its group's old state). The calls run one after another on each device: `after` is
+  the previous call's token, so a device starts a call when it finished the one before. Left
+  free, XLA:CPU runs independent calls side by side on the same cores, and they slow each other
+  down (VAE, 8 replicas on 2 CPU devices: 500 -> 543 images/s).
+  """
+
+  def __init__(self, fn: Callable, groups: ReplicaGroups, token: jax.Array,
+               shared: tuple[int, ...] = (), updates_state: bool = True):
+    self.fn, self.groups, self.shared, self.updates_state = fn, groups, shared, updates_state
+    self._token = token
+
+  def _call_args(self, g: int, args: tuple[Any, ...]) -> list[Any]:
+    return [a if i in self.shared else a[g] for i, a in enumerate(args)]
+
+  def __call__(self, states: Sequence[Any], *args: Any) -> Any:
+    new_states, outputs = [], []
+    for g, state in enumerate(states):
+      out, self._token = self.fn(state, *self._call_args(g, args), self._token)
+      if self.updates_state:
+        state, out = out
+      new_states.append(state)
+      outputs.append(out)
+    merged = self.groups.join(outputs)
+    return (tuple(new_states), merged) if self.updates_state else merged
+
+  def lower(self, states: Sequence[Any], *args: Any) -> Any:
+    """The jitted call lowered for these arguments (jax.stages.Lowered: cost_analysis, ...)."""
+    return self.fn.lower(states[0], *self._call_args(0, args), self._token)
+
+  def compile(self, states: Sequence[Any], *args: Any) -> 'ReplicaStep':
+    """The same step with its call compiled now for these arguments' shapes and shardings."""
+    return ReplicaStep(self.lower(states, *args).compile(), self.groups, self._token,
+                       self.shared, self.updates_state)
+
+  def as_text(self) -> str:
+    """The compiled program's HLO (after `compile`)."""
+    return self.fn.as_text()
+
+
+def jit_steps(task: Task, mesh: jax.sharding.Mesh,
+              num_replicas: int = 1) -> tuple[ReplicaStep, ReplicaStep]:
+  """The task's steps over the replicas of a run of num_replicas (R >= 1), jitted for the mesh.
+
+  Returns (train_fn, eval_fn), called on groups of the replicas (train_fn.groups: `split` of
+  each stacked [R, ...] state, key and hyperparameter array; batches built for each group's
+  `members`). train_fn(states, batches, train_rngs, hyperparameters) runs, for every replica r,
+  task.train_step(state_r, batch_r, fold_in(train_rng_r, state_r.step), **hyperparameters_r)
+  and donates the old states; eval_fn(states, batch, rngs) runs task.eval_step(state_r, batch,
+  rng_r) on one batch [B, ...] shared by every replica. Outputs are [R, ...] in replica order.
 
   Each device group of the mesh's `replica` axis runs its own replicas in a shard_map over that
-  axis (no collective between replicas), as jax.vmap of the task's own steps over the local
-  replicas; within a replica the batch is split over the `data` axis, which stays automatic (XLA
-  partitions each replica's step, e.g. its gradient all-reduce and micro-batching's shard_map,
-  gan_aec.microbatching). One replica is the same program with R = 1.
+  axis (no collective between replicas), as jax.vmap of the task's own steps over
+  `replicas_per_call` of its replicas per call (ReplicaStep); within a replica the batch is split
+  over the `data` axis, which stays automatic (XLA partitions each replica's step, e.g. its
+  gradient all-reduce and micro-batching's shard_map, gan_aec.microbatching). One replica is the
+  same program with R = 1.
   """
+  groups = ReplicaGroups(mesh, num_replicas, replicas_per_call(mesh, num_replicas))
+
   def train_one(state, batch, rng, hyperparameters):
     return task.train_step(state, batch, jax.random.fold_in(rng, state.step), **hyperparameters)
 
-  def train_fn(states, batches, rngs, hyperparameters):
-    return jax.vmap(train_one)(states, batches, rngs, hyperparameters)
+  def train_fn(states, batches, rngs, hyperparameters, after):
+    return jax.vmap(train_one)(states, batches, rngs, hyperparameters), after
 
-  def eval_fn(states, batch, rngs):
-    return jax.vmap(lambda s, r: task.eval_step(s, batch, r))(states, rngs)
+  def eval_fn(states, batch, rngs, after):
+    return jax.vmap(lambda s, r: task.eval_step(s, batch, r))(states, rngs), after
 
-  local = {'mesh': mesh, 'axis_names': frozenset({'replica'}), 'check_vma': False}
-  train_fn = jax.shard_map(train_fn, in_specs=(P('replica'),) * 4,
-                           out_specs=(P('replica'), P('replica')), **local)
-  eval_fn = jax.shard_map(eval_fn, in_specs=(P('replica'), P(), P('replica')),
-                          out_specs=P('replica'), **local)
-  stacked, stacked_batch = replica_sharding(mesh), replica_batch_sharding(mesh)
-  train_fn = jax.jit(train_fn, in_shardings=(stacked, stacked_batch, stacked, stacked),
-                     out_shardings=(stacked, stacked), donate_argnums=0)
-  eval_fn = jax.jit(eval_fn, in_shardings=(stacked, batch_sharding(mesh), stacked),
-                    out_shardings=stacked)
-  return train_fn, eval_fn
+  manual = {'mesh': mesh, 'axis_names': frozenset({'replica'}), 'check_vma': False}
+  train_fn = jax.shard_map(train_fn, in_specs=(P('replica'),) * 4 + (P(),),
+                           out_specs=((P('replica'), P('replica')), P()), **manual)
+  eval_fn = jax.shard_map(eval_fn, in_specs=(P('replica'), P(), P('replica'), P()),
+                          out_specs=(P('replica'), P()), **manual)
+  stacked, whole = replica_sharding(mesh), replicated(mesh)
+  train_fn = jax.jit(train_fn, in_shardings=(stacked, replica_batch_sharding(mesh), stacked,
+                                             stacked, whole),
+                     out_shardings=((stacked, stacked), whole), donate_argnums=0)
+  eval_fn = jax.jit(eval_fn, in_shardings=(stacked, batch_sharding(mesh), stacked, whole),
+                    out_shardings=(stacked, whole))
+  token = put_global(np.zeros((), np.int32), whole)
+  return (ReplicaStep(train_fn, groups, token),
+          ReplicaStep(eval_fn, groups, token, shared=(0,), updates_state=False))
 
 
 def put_global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -117,13 +240,14 @@ def put_global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
 
 def put_replica_batches(get: Callable[[Hashable, slice], dict[str, np.ndarray]],
                         sources: Sequence[Hashable], batch_size: int,
-                        example: dict[str, np.ndarray],
-                        sharding: NamedSharding) -> dict[str, jax.Array]:
+                        example: dict[str, np.ndarray], sharding: NamedSharding,
+                        pieces: dict | None = None) -> dict[str, jax.Array]:
   """A global batch [R, B, ...] of which each process builds only the pieces its own devices
   hold: replica r's `images` (a slice of 0..B) are get(sources[r], images), shaped like
   `example` (one image's batch) beyond their first axis. Replicas with the same source (e.g. the
-  seed: the replicas of a sweep) share their pieces, and each piece is built once."""
-  pieces = {}
+  seed: the replicas of a sweep) share their pieces, and each piece is built once (also across
+  calls that pass the same `pieces` dict)."""
+  pieces = {} if pieces is None else pieces
 
   def piece(key, index):
     replicas, images = index[0], index[1]

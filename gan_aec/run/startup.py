@@ -47,11 +47,13 @@ class Run:
   replicas: replicas_lib.Replicas
   batches: dict[int, batching.TrainBatches]  # One per seed: replicas of one seed share them.
   example_batch: dict[str, np.ndarray]  # One image's batch: the shapes of every batch.
-  train_fn: Callable
-  eval_fn: Callable
-  train_rngs: jax.Array  # [R] keys.
-  eval_rngs: jax.Array
-  step_hyperparameters: dict[str, jax.Array]  # {name: [R]} the swept train-step arguments.
+  groups: sharding.ReplicaGroups  # The replicas each call of the steps trains.
+  train_fn: sharding.ReplicaStep  # Both take the state in its groups (groups.split).
+  eval_fn: sharding.ReplicaStep
+  # Per group of replicas, as the steps take them:
+  train_rngs: tuple[jax.Array, ...]  # Keys.
+  eval_rngs: tuple[jax.Array, ...]
+  step_hyperparameters: tuple[dict[str, jax.Array], ...]  # {name: values}, the swept arguments.
   quality: sample_quality.SampleQuality | None
   checkpointer: checkpointing.Checkpointer
   best: tuple[checkpointing.BestCheckpointer, ...]  # One per replica with an extractor, else ().
@@ -107,9 +109,9 @@ def _state_fn(task: tasks.Task, replicas: replicas_lib.Replicas, mesh: jax.shard
 
 
 def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] | None:
-  """Everything before the first step: (the Run, the state to train from); None when the run in
-  workdir is already finished. Nothing is written before the config, the workdir and the data
-  have been checked."""
+  """Everything before the first step: (the Run, the state to train from, in the groups the
+  steps take: run.groups); None when the run in workdir is already finished. Nothing
+  is written before the config, the workdir and the data have been checked."""
   task = tasks.build_task(config)
   replicas = replicas_lib.from_config(config, task.step_hyperparameters)
   mesh = sharding.make_mesh(config, len(replicas))
@@ -149,11 +151,13 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] |
     for b in best:
       b.close()
     return None
+  train_fn, eval_fn = sharding.jit_steps(task, mesh, len(replicas))
   if start_step:
     state = checkpointer.restore(abstract_state)
     logging.info('Resumed from %s at step %d.', checkpointer.directory, start_step)
   else:
     state = create_state()
+  state = train_fn.groups.split(state)  # As the steps take it: one state per call.
 
   is_writer = jax.process_index() == 0
   if is_writer and (allowed_changes or saved_config is None):
@@ -168,14 +172,15 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] |
       **({'replicas': replicas.labels()} if len(replicas) > 1 else {}),
       **({'config_changes': {k: list(v) for k, v in allowed_changes.items()}}
          if allowed_changes else {})})
-  train_fn, eval_fn = sharding.jit_steps(task, mesh)
+  groups = train_fn.groups
   run = Run(config=config, layout=layout, task=task, data=data, mesh=mesh, replicas=replicas,
-            batches=batches, example_batch=example_batch, train_fn=train_fn, eval_fn=eval_fn,
-            train_rngs=stream_keys(replicas.seeds, _TRAIN_STREAM, mesh),
-            eval_rngs=stream_keys(replicas.seeds, _EVAL_STREAM, mesh),
-            step_hyperparameters={
+            batches=batches, example_batch=example_batch, groups=groups, train_fn=train_fn,
+            eval_fn=eval_fn,
+            train_rngs=groups.split(stream_keys(replicas.seeds, _TRAIN_STREAM, mesh)),
+            eval_rngs=groups.split(stream_keys(replicas.seeds, _EVAL_STREAM, mesh)),
+            step_hyperparameters=groups.split({
                 k: sharding.put_global(v, sharding.replica_sharding(mesh))
-                for k, v in replicas.step_hyperparameters().items()},
+                for k, v in replicas.step_hyperparameters().items()}),
             quality=quality, checkpointer=checkpointer, best=best, logger=logger,
             start_step=start_step, is_writer=is_writer)
   logging.info('Training %s from step %d to %d on %d device(s)%s, %s %s (%d train images).',

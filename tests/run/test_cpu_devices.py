@@ -94,17 +94,21 @@ def test_sharded_batch_is_micro_batched_per_device_with_the_same_gradient():
   assert 'same gradient' in result.stdout
 
 
-def test_wait_for_each_step_only_with_several_local_cpu_devices():
+def test_wait_for_each_step_only_with_a_batch_split_over_local_cpu_devices():
   import jax  # pylint: disable=g-import-not-at-top
   one = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
   assert not cpu_devices.wait_for_each_step(one)
   if jax.local_device_count() > 1 and jax.default_backend() == 'cpu':
     several = jax.make_mesh((2,), ('data',), devices=jax.devices()[:2])
     assert cpu_devices.wait_for_each_step(several)
+    # A replica per device: no all-reduce between them, so their steps may queue.
+    replicas = jax.make_mesh((2, 1), ('replica', 'data'), devices=jax.devices()[:2])
+    assert not cpu_devices.wait_for_each_step(replicas)
 
 
 @pytest.mark.slow
-def test_many_queued_steps_on_two_cpu_devices_do_not_deadlock(tmp_path):
+@pytest.mark.parametrize('num_seeds', [1, 4])
+def test_many_queued_steps_on_two_cpu_devices_do_not_deadlock(tmp_path, num_seeds):
   # Without the wait for each step, 400 steps dispatched between two logs made XLA:CPU's
   # all-reduce wait forever (the process aborted); the short timeouts make such a hang fail fast.
   env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
@@ -116,7 +120,8 @@ def test_many_queued_steps_on_two_cpu_devices_do_not_deadlock(tmp_path):
        f'--workdir={tmp_path}/run', f'--config.dataset.data_dir={tmp_path}/no_tfds',
        '--config.dataset.download=False', '--config.num_train_steps=400',
        '--config.log_every_steps=400', '--config.eval_every_steps=400',
-       '--config.eval_at_start=False', '--config.checkpoint_every_steps=400'],
+       '--config.eval_at_start=False', '--config.checkpoint_every_steps=400',
+       f'--config.num_seeds={num_seeds}'],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'on 2 device(s)' in result.stderr and 'Finished at step 400' in result.stderr

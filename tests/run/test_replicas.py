@@ -201,16 +201,20 @@ def test_replicas_of_one_seed_share_their_batches_and_each_piece_is_built_once(m
   monkeypatch.setattr(batching.TrainBatches, 'get', counted)
   batches = {seed: batching.TrainBatches(digits, 8, seed) for seed in sorted(set(found.seeds))}
   mesh = sharding.make_mesh(config, len(found))
+  groups = sharding.ReplicaGroups(mesh, len(found), sharding.replicas_per_call(mesh, len(found)))
   run = startup.Run.__new__(startup.Run)  # Only the fields train_batch reads.
   for name, value in {'replicas': found, 'batches': batches, 'config': config, 'mesh': mesh,
+                      'groups': groups,
                       'example_batch': original(batches[0], 0, slice(0, 1))}.items():
     object.__setattr__(run, name, value)
-  batch = loop.train_batch(run, 5)
-  assert batch['image'].shape == (6, 8, 28, 28, 1)
+  batches_by_group = loop.train_batch(run, 5)
+  assert len(batches_by_group) == groups.calls
+  batch = np.asarray(groups.join([b['image'] for b in batches_by_group]))  # Replica order.
+  assert batch.shape == (6, 8, 28, 28, 1)
   pieces = mesh.shape['data']  # Each device of a replica holds one piece of its batch.
   assert len(calls) == 2 * pieces and {c[0] for c in calls} == {0, 1}
   for r, seed in enumerate(found.seeds):
-    np.testing.assert_array_equal(batch['image'][r], original(batches[seed], 5)['image'])
+    np.testing.assert_array_equal(batch[r], original(batches[seed], 5)['image'])
 
 
 @pytest.mark.slow

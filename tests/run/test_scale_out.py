@@ -84,8 +84,9 @@ def test_two_processes_train_checkpoint_and_resume_like_one(runs, tmp_path):
   assert os.path.exists(os.path.join(workdir, 'figures', 'reconstructions.png'))
 
 
-def test_four_replicas_on_two_processes_of_two_devices_train_like_one_device(tmp_path):
-  """config.num_seeds=4 over 2 processes x 2 devices (a replica per device) = the same on 1.
+def test_eight_replicas_on_two_processes_of_two_devices_train_like_one_device(tmp_path):
+  """config.num_seeds=8 over 2 processes x 2 devices (two replicas per device, trained in two
+  calls of each step: gan_aec.run.sharding.ReplicaGroups) = the same on 1 device (eight calls).
 
   The autoencoder: the VAE's bias-corrected RMSprop (first update lr * sign(g)) turns the two
   layouts' float32 rounding into differences of up to half a learning rate on a few of its four
@@ -93,13 +94,13 @@ def test_four_replicas_on_two_processes_of_two_devices_train_like_one_device(tmp
   empty = str(tmp_path / 'empty_tfds')
   one = str(tmp_path / 'one_device')
   config = scale_out_worker.smoke_config('autoencoder', empty)
-  config.num_seeds = 4
+  config.num_seeds = 8
   loop.train_and_evaluate(config, one)
   two = str(tmp_path / 'two_processes')
   _run_two_processes(two, empty, steps=4, config='configs/autoencoder.py:smoke',
-                     extra=('--config.num_seeds=4',), devices_per_process=2)
+                     extra=('--config.num_seeds=8',), devices_per_process=2)
   start = helpers.read_metrics(two)[0]
-  assert (start['devices'], start['processes'], len(start['replicas'])) == (4, 2, 4)
+  assert (start['devices'], start['processes'], len(start['replicas'])) == (4, 2, 8)
   helpers.assert_same_run(two, one)
 
 
