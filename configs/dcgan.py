@@ -16,8 +16,9 @@ grids stay comparable across resumes), samples_stepNNNNNN.png every sample_every
 progress_strip.png (the same noise at successive steps); d_loss, g_loss, d_real (mean D(x)) and
 d_fake (mean D(G(z))) every log_every_steps; eval_d_real (D on held-out real images).
 Sample metrics (FID, KID, precision/recall, density/coverage, classes covered) against the test
-split at every evaluation, and the best-FID state in WORKDIR/best_checkpoint, once a classifier is
-trained and named: --config.sample_metrics.extractor=runs/mnist_classifier (configs/mnist_classifier.py).
+split at every evaluation, in the features of mnist-clf-v1 (the network shipped in the package),
+and the best-FID state in WORKDIR/best_checkpoint. On CelebA no network ships: name yours with
+--config.sample_metrics.extractor=python:module:function (docs/sample_quality.md).
 """
 
 import ml_collections
@@ -68,6 +69,7 @@ def get_config(arg=None):
   for variant in variants:
     if variant in ('celeb_a', 'celeb_a64'):
       config.dataset.name = 'celeb_a'
+      config.sample_metrics.extractor = None  # mnist-clf-v1 scores digits; bring your own.
       if variant == 'celeb_a':
         config.batch_size = 32
         config.num_train_steps = CELEB_A_TRAIN_IMAGES // 32  # One epoch: 5,086 steps.
@@ -80,4 +82,5 @@ def get_config(arg=None):
   if 'smoke' in variants:  # Last, whatever the order: it shrinks whatever the others set.
     config_lib.apply_smoke(config)
     config.sample_every_steps = 2
+    config.sample_metrics.num_samples = 200
   return config

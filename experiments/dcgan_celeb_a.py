@@ -2,8 +2,11 @@
 
   python -m experiments.dcgan_celeb_a --data_dir=D                   # 5,086 steps of batch 32
   python -m experiments.dcgan_celeb_a --quick --data_dir=D           # 300 steps
-Needs CelebA in the TFDS data dir D (python -m gan_aec.prepare_data --dataset=celeb_a ...). Sample
-metrics need a face network of yours: --extractor=python:module:function (see docs/sample_quality.md).
+(the default mode is the full one here: no standard budget is defined without the real faces).
+With synthetic files (python -m gan_aec.data.celeb_a_synthetic) add --synthetic_data: a check of
+the pipeline, whose numbers the results page does not show. Needs CelebA in the TFDS data dir D
+(python -m gan_aec.prepare_data --dataset=celeb_a ...). Sample metrics need a face network of
+yours: --extractor=python:module:function (see docs/sample_quality.md).
 """
 
 from experiments.common import Experiment, main

@@ -2,7 +2,10 @@
 
   python -m experiments.dcgan_celeb_a64 --data_dir=D           # 6,355 steps of batch 128
   python -m experiments.dcgan_celeb_a64 --quick --data_dir=D   # 40 steps of batch 32
-Needs CelebA in D; sample metrics need --extractor=python:module:function (see docs/sample_quality.md).
+(the default mode is the full one here: no standard budget is defined without the real faces).
+With synthetic files (python -m gan_aec.data.celeb_a_synthetic) add --synthetic_data: a check of
+the pipeline, whose numbers the results page does not show. Needs CelebA in D; sample metrics
+need --extractor=python:module:function (see docs/sample_quality.md).
 """
 
 from experiments.common import Experiment, main

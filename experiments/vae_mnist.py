@@ -1,7 +1,8 @@
 """The report's convolutional VAE (latent 2) on MNIST: latent scatter, 20x20 manifold, samples.
 
-  python -m experiments.vae_mnist                       # the original report's 7 epochs of batch 16
-  python -m experiments.vae_mnist --quick --data_dir=D  # 3,000 steps
+  python -m experiments.vae_mnist --pytorch  # standard: 3,000 steps, 8 seeds (+ PyTorch's 8)
+  python -m experiments.vae_mnist --full     # the original report's 7 epochs of batch 16
+  python -m experiments.vae_mnist --quick    # 1,000 steps
 """
 
 from experiments.common import Experiment, main
@@ -10,7 +11,11 @@ EXPERIMENT = Experiment(
     name='vae_mnist',
     title='Convolutional VAE (latent 2) on MNIST',
     config='configs/vae.py',
-    quick={'num_train_steps': 3000, 'eval_every_steps': 1500, 'checkpoint_every_steps': 1500},
+    quick={'num_train_steps': 1000, 'eval_every_steps': 500, 'checkpoint_every_steps': 500},
+    standard={'num_train_steps': 3000, 'eval_every_steps': 1500, 'checkpoint_every_steps': 1500},
+    standard_seeds=8,
+    pytorch_model='vae', pytorch_seeds=8,
+    compared=('eval_neg_elbo', 'eval_recon', 'eval_kl', 'eval_iwae_nll'),
     figures=('latent_scatter.png', 'manifold.png', 'samples.png', 'reconstructions.png',
              'interpolation.png'),
     train_metrics=('loss',),

@@ -1,7 +1,7 @@
 r"""Recomputes a run's sample metrics from its checkpoints into WORKDIR/eval.json.
 
-  python -m gan_aec.evaluate --workdir=runs/dcgan --extractor=runs/mnist_classifier
   python -m gan_aec.evaluate --workdir=runs/dcgan --checkpoint=latest,best
+  python -m gan_aec.evaluate --workdir=runs/dcgan --extractor=runs/mnist_classifier
   python -m gan_aec.evaluate --workdir=runs/mnist_classifier --references
 
 N generated images (the same latents the training loop scores) against the first N test images,
@@ -23,8 +23,9 @@ from gan_aec.run import evaluation, workdir as run_workdir
 flags.DEFINE_string('workdir', None, 'The run to evaluate.', required=True)
 flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (lowest FID during training), a step, "
                     'or several separated by commas, e.g. latest,best.')
-flags.DEFINE_string('extractor', None, 'Classifier workdir or python:module:function; default: '
-                    "the run's config.sample_metrics.extractor.")
+flags.DEFINE_string('extractor', None, 'mnist-clf-v1 (the shipped MNIST network), a classifier '
+                    "workdir or python:module:function; default: the run's "
+                    'config.sample_metrics.extractor, and mnist-clf-v1 for MNIST runs without one.')
 flags.DEFINE_integer('num_samples', None, 'N; default: the config\'s sample_metrics.num_samples '
                      '(10,000), at most the test split size.')
 flags.DEFINE_bool('references', False, 'Also score real training images, noise and one repeated '

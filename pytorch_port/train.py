@@ -3,12 +3,15 @@ scores them with the same test metrics: the reference our numbers are compared w
 
   python -m pytorch_port.train --model=vae --seeds=0-7 --steps=3000
   python -m pytorch_port.train --model=denoising_autoencoder --seeds=0-7 --steps=2000 --json=out.jsonl
+  python -m pytorch_port.train --model=dcgan --seeds=0-1 --steps=2000
 
 Data: the MNIST digits gan_aec trains on when it has no TFDS copy (the bundled 8,000 train / 2,000
 test split), batched by gan_aec's own input pipeline with the seed of each run, so both
 implementations see the same images in the same order. Hyperparameters: each model's gan_aec
 config (configs/<model>.py), optimizers as PyTorch implements them. Initialisation: PyTorch's
-default, or the initialiser the config names (pytorch_port.models.initialize).
+default, or the initialiser the config names (pytorch_port.models.initialize); the DCGAN's is
+Flax's default, as ours. The DCGAN's samples are scored like ours: N of them against the first N
+test digits in the features of mnist-clf-v1, the network shipped in gan_aec.
 Prints one line per seed, then the mean and standard deviation of each test metric.
 """
 
@@ -27,7 +30,7 @@ from gan_aec.data import batching, mnist
 from gan_aec.run import config as config_lib
 from pytorch_port import models
 
-MODELS = ('autoencoder', 'denoising_autoencoder', 'vae')
+MODELS = ('autoencoder', 'denoising_autoencoder', 'vae', 'dcgan')
 
 
 def _seeds(text: str) -> list[int]:
@@ -118,12 +121,57 @@ def _vae_run(config, data, seed: int, steps: int) -> dict[str, float]:
           'eval_kl': float(kl.mean()), 'eval_iwae_nll': float(iwae.mean())}
 
 
+def _dcgan_run(config, data, seed: int, steps: int) -> dict[str, float]:
+  """The report's DCGAN: simultaneous Adam updates of both networks from one forward pass (as
+  gan_aec.dcgan.train_step), then its samples scored with the shipped feature network."""
+  generator = models.initialize(models.Generator(config.latent_dim), 'lecun_normal')
+  discriminator = models.initialize(models.Discriminator(), 'lecun_normal')
+  betas = (config.adam_beta1, 0.999)
+  opt_g = torch.optim.Adam(generator.parameters(), config.learning_rate, betas=betas)
+  opt_d = torch.optim.Adam(discriminator.parameters(), config.learning_rate, betas=betas)
+  batches = batching.TrainBatches(data.train, config.batch_size, seed,
+                                  value_range=batching.TANH_RANGE)
+
+  def latents(n):
+    return torch.rand(n, config.latent_dim) * 2 - 1  # Uniform[-1, 1], the report's prior.
+
+  def bce(logits, target):
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+  for step in range(steps):
+    x = models.to_nchw(batches.get(step)['image'])
+    fake = generator(latents(len(x)))
+    real_logits, fake_logits = discriminator(x), discriminator(fake)
+    d_loss = bce(real_logits, config.real_label) + bce(fake_logits, 0.0)
+    g_loss = bce(fake_logits, 1.0)
+    d_grads = torch.autograd.grad(d_loss, list(discriminator.parameters()), retain_graph=True)
+    g_grads = torch.autograd.grad(g_loss, list(generator.parameters()))
+    for params, grads in ((discriminator.parameters(), d_grads),
+                          (generator.parameters(), g_grads)):
+      for p, g in zip(params, grads):
+        p.grad = g
+    opt_d.step()
+    opt_g.step()
+    if not math.isfinite(d_loss.item() + g_loss.item()):
+      return {'diverged_at_step': step}
+  generator.eval()
+  from gan_aec.run import sample_quality  # pylint: disable=g-import-not-at-top
+  quality = sample_quality.SampleQuality(sample_quality.from_shipped(), data.test,
+                                         config.sample_metrics.num_samples, None, 'mnist')
+  with torch.no_grad():
+    samples = torch.cat([generator(latents(500)) for _ in range(-(-quality.num_samples // 500))])
+  images = ((samples[:quality.num_samples].numpy().transpose(0, 2, 3, 1) + 1) / 2).clip(0, 1)
+  scores = quality.evaluate(images.astype('float32'))
+  return {'extractor': quality.extractor.description,
+          **{f'eval_{k}': float(scores[k]) for k in sample_quality.SCALARS if k in scores}}
+
+
 def train_seed(model: str, seed: int, steps: int, data=None) -> dict[str, float]:
   """Trains one seed of `model` (configs/<model>.py) for `steps` steps; its test metrics."""
   config = config_lib.load_config(model)
   data = data or mnist.load_bundled()
   torch.manual_seed(seed)
-  run = _vae_run if model == 'vae' else _autoencoder_run
+  run = {'vae': _vae_run, 'dcgan': _dcgan_run}.get(model, _autoencoder_run)
   start = time.perf_counter()
   out = run(config, data, seed, steps)
   return {'model': model, 'seed': seed, 'steps': steps, **out,

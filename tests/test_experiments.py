@@ -1,20 +1,124 @@
-"""An experiment script end to end in --quick mode under mock data, and the results page."""
+"""The experiment scripts and the results page: an experiment end to end in --quick mode under mock
+data, and the committed results: unedited, current with the configs, and what the page shows."""
 
 import dataclasses
+import importlib
 import json
 import math
 import os
 
+import pytest
 import tensorflow_datasets as tfds
 
-from experiments import autoencoder_mnist, results_page
-import pytest
-
+from experiments import autoencoder_mnist, calibration, common, results_page
 from gan_aec.data import mnist
+from gan_aec.run import config as config_lib, workdir as run_workdir
 
-pytestmark = pytest.mark.slow  # An experiment script end to end.
+RESULTS = os.path.join(common.REPO, 'experiments', 'results')
+# Fields that do not change a run's numbers: where the data lie, how often it logs or saves.
+NOT_COMPARED = (run_workdir.RESUMABLE_FIELDS - {'num_train_steps', 'eval_every_steps'})
 
 
+def _flat(tree, prefix=''):
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def _args_of(summary):
+  argv = summary['script'].split()[3:]  # After `python -m experiments.<name>`.
+  argv = [a.replace(common.DATA_DIR_PLACEHOLDER, '/a/data/dir') for a in argv]
+  return common.parse_args(argv)
+
+
+def test_the_committed_results_are_unedited_current_and_on_the_page():
+  summaries = results_page.read_summaries(RESULTS)
+  assert {'calibration', 'autoencoder_mnist', 'denoising_autoencoder_mnist', 'vae_mnist',
+          'dcgan_mnist', 'mnist_classifier'} <= set(summaries)
+  for name, summary in summaries.items():
+    assert common.digest(summary) == summary['digest'], f'{name}/summary.json was edited'
+    if summary.get('kind') == 'calibration':
+      continue
+    experiment = importlib.import_module(f'experiments.{name}').EXPERIMENT
+    config, _ = common.build_config(experiment, _args_of(summary))
+    expected = _flat(json.loads(config.to_json_best_effort()))
+    committed = _flat(summary['config'])
+    stale = sorted(k for k in set(expected) | set(committed)
+                   if k not in NOT_COMPARED and expected.get(k) != committed.get(k))
+    assert not stale, (f'{name}: the committed results were made with another config '
+                       f'({[(k, committed.get(k), expected.get(k)) for k in stale]}); re-run '
+                       f'`{summary["script"]}`.')
+  with open(os.path.join(RESULTS, 'README.md'), encoding='utf-8') as f:
+    assert f.read() == results_page.render(summaries), (
+        'experiments/results/README.md is not what the summaries give: '
+        'python experiments/results_page.py')
+
+
+def test_differences_carry_the_standard_error_of_two_means():
+  ours = {'m': 10.0, 'm_std': 2.0, 'x': 1.0}
+  theirs = {'m': 9.0, 'm_std': 1.0, 'x': 1.0}
+  out = common.differences(ours, theirs, ('m', 'x', 'missing'), 8, 4)
+  assert out['m']['difference'] == 1.0
+  assert out['m']['standard_error'] == pytest.approx(math.sqrt(4 / 8 + 1 / 4))
+  assert out['x'] == {'difference': 0.0, 'standard_error': 0.0} and 'missing' not in out
+
+
+def test_a_hand_edit_changes_the_digest():
+  summary = {'name': 'x', 'metrics': {'eval_loss': 0.1}}
+  summary['digest'] = common.digest(summary)
+  assert common.digest(summary) == summary['digest']
+  summary['metrics']['eval_loss'] = 0.09
+  assert common.digest(summary) != summary['digest']
+
+
+def test_the_standard_protocol_is_what_the_page_says():
+  from experiments import dcgan_mnist, denoising_autoencoder_mnist, vae_mnist  # pylint: disable=g-import-not-at-top
+  budgets = {e.name: (e.standard.get('num_train_steps'), e.standard_seeds, e.pytorch_seeds)
+             for e in (autoencoder_mnist.EXPERIMENT, denoising_autoencoder_mnist.EXPERIMENT,
+                       vae_mnist.EXPERIMENT, dcgan_mnist.EXPERIMENT)}
+  assert budgets == {'autoencoder_mnist': (2000, 8, 4), 'denoising_autoencoder_mnist': (2000, 4, 4),
+                     'vae_mnist': (3000, 8, 8), 'dcgan_mnist': (2000, 4, 2)}
+  config, _ = common.build_config(vae_mnist.EXPERIMENT, common.parse_args([]))
+  assert config.num_seeds == 8 and config.num_train_steps == 3000
+  full, _ = common.build_config(vae_mnist.EXPERIMENT, common.parse_args(['--full']))
+  assert full.num_seeds == 1 and full.num_train_steps == config_lib.load_config('vae').num_train_steps
+
+
+def test_calibration_reads_more_damage_as_a_larger_distance():
+  """FID and KID in mnist-clf-v1 grow with the strength of each kind of damage (N = 300)."""
+  from gan_aec.run import sample_quality  # pylint: disable=g-import-not-at-top
+  data = mnist.load_bundled()
+  extractor = sample_quality.load_extractor('mnist-clf-v1')
+  num = 300
+  real = extractor(data.test.images[:num])[0]
+  other = data.test.images[num:2 * num].astype('float32') / 255.0
+
+  def scores(images):
+    out = sample_quality.compute(real, extractor(images)[0])
+    return out['fid'], out['kid']
+  floor = scores(other)
+  for damaged in ([calibration.noised(other, s) for s in (0.1, 0.4)],
+                  [calibration.blurred(other, s) for s in (0.75, 2.0)],
+                  [calibration.without_classes(data.train, k, num) for k in (0, 5)]):
+    weak, strong = scores(damaged[0]), scores(damaged[1])
+    assert strong[0] > weak[0] and strong[1] > weak[1], (weak, strong)
+    assert weak[0] > floor[0]
+
+
+def test_blur_keeps_the_mean_brightness_and_noise_stays_in_range():
+  images = mnist.load_bundled().test.images[:20].astype('float32') / 255.0
+  blurred = calibration.blurred(images, 1.5)
+  assert blurred.shape == images.shape and abs(blurred.mean() - images.mean()) < 0.02
+  assert blurred.max() < images.max()
+  noisy = calibration.noised(images, 0.5)
+  assert noisy.min() >= 0 and noisy.max() <= 1 and abs(noisy - images).mean() > 0.1
+
+
+@pytest.mark.slow
 def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypatch):
   monkeypatch.setattr(mnist, 'can_reach_download_server', lambda *a, **k: True)
   results = tmp_path / 'results'
@@ -25,8 +129,12 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
   out = results / 'autoencoder_mnist'
   with open(out / 'summary.json', encoding='utf-8') as f:
     assert json.load(f) == summary
-  assert summary['mode'] == 'quick' and summary['steps'] == 200
+  assert common.digest(summary) == summary['digest']
+  assert summary['mode'] == 'quick' and summary['steps'] == 200 and summary['num_seeds'] == 1
   assert summary['data']['source'] == 'tfds' and summary['data']['test_examples'] == 400
+  assert summary['config']['dataset']['data_dir'] == '<data_dir>'  # No path of this machine.
+  assert summary['code'] and all(c.startswith('0.') for c in summary['code'])
+  assert summary['train_wall_s'] > 0
   assert math.isfinite(summary['metrics']['eval_loss']) and 'loss' in summary['metrics']
   assert summary['full_mode']['steps'] == 6000 and summary['full_mode']['estimated_minutes_here'] > 0
   assert summary['figures'] == ['reconstructions.png'] and (out / 'reconstructions.png').exists()
@@ -35,7 +143,6 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
   page = (results / 'README.md').read_text()
   assert '## Convolutional autoencoder on MNIST' in page
   assert '![reconstructions.png](autoencoder_mnist/reconstructions.png)' in page
-  assert results_page._fmt(summary['metrics']['eval_loss']) in page
   assert f"| `loss` | {results_page._fmt(summary['metrics']['loss'])} | 0.097 |" in page
   assert 'mock data' in page and 'Original report: training loss about 0.097' in page
   os.remove(results / 'README.md')
@@ -43,14 +150,30 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
   assert (results / 'README.md').read_text() == page  # The page is a function of the summaries.
 
 
-def test_a_many_seed_experiment_collects_the_first_seeds_figures(tmp_path):
+@pytest.mark.slow
+def test_a_many_seed_experiment_with_pytorch_rows(tmp_path, monkeypatch):
+  from pytorch_port import train as port  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def fake_port(model, seed, steps):  # The port's own test checks its training; here the rows.
+    calls.append(seed)
+    return {'model': model, 'seed': seed, 'steps': steps, 'eval_loss': 0.2 + 0.01 * seed,
+            'eval_psnr': 14.0, 'train_wall_s': 1.0}
+  monkeypatch.setattr(port, 'train_seed', fake_port)
   results = tmp_path / 'results'
   short = dataclasses.replace(autoencoder_mnist.EXPERIMENT, quick={  # A few steps suffice here.
       'num_train_steps': 10, 'eval_every_steps': 10, 'checkpoint_every_steps': 10,
-      'log_every_steps': 5, 'batch_size': 16})
-  summary = autoencoder_mnist.main(short, [
-      '--quick', '--num_seeds=2', f'--data_dir={tmp_path / "empty_tfds"}',
-      f'--runs_dir={tmp_path / "runs"}', f'--results_dir={results}'])
+      'log_every_steps': 5, 'batch_size': 16}, pytorch_seeds=3)
+  argv = ['--quick', '--num_seeds=2', '--pytorch', f'--data_dir={tmp_path / "empty_tfds"}',
+          f'--runs_dir={tmp_path / "runs"}', f'--results_dir={results}']
+  summary = autoencoder_mnist.main(short, argv)
   assert summary['num_seeds'] == 2 and len(summary['metrics']['eval_loss_per_replica']) == 2
   assert summary['figures'] == ['reconstructions.png']
   assert (results / 'autoencoder_mnist' / 'reconstructions.png').exists()
+  torch_rows = summary['pytorch']
+  assert calls == [0, 1, 2] and torch_rows['finished'] == 3
+  assert torch_rows['metrics']['eval_loss'] == pytest.approx(0.21)
+  assert torch_rows['command'].endswith('--model=autoencoder --seeds=0-2 --steps=10')
+  assert summary['differences']['eval_loss']['difference'] == pytest.approx(
+      summary['metrics']['eval_loss'] - 0.21)
+  assert '| eager PyTorch, 3 seeds | ours − PyTorch |' in (results / 'README.md').read_text()

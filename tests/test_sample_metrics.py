@@ -48,10 +48,14 @@ def test_kid_is_the_unbiased_mmd_of_a_brute_force_double_loop():
   x, y = rng.normal(size=(7, 3)), rng.normal(size=(9, 3)) + 0.5
   np.testing.assert_allclose(sample_metrics.mmd2_unbiased(x, y), _mmd2_brute_force(x, y),
                              rtol=1e-10)
-  # Subsets of all the points (a permutation of each set) give exactly that value, with no spread.
-  mean, std = sample_metrics.kid(x, y[:7], num_subsets=3, subset_size=100)
-  np.testing.assert_allclose(mean, _mmd2_brute_force(x, y[:7]), rtol=1e-10)
-  assert std < 1e-12
+  # Each subset holds 3 points of each set (half the smaller one, 7 // 2): the mean of the subsets' unbiased
+  # estimates, and a spread that is not 0 (subsets as large as the sets would all be the same).
+  rng_subsets = np.random.default_rng(0)
+  expected = [_mmd2_brute_force(x[rng_subsets.choice(7, 3, replace=False)],
+                                y[rng_subsets.choice(9, 3, replace=False)]) for _ in range(3)]
+  mean, std = sample_metrics.kid(x, y, num_subsets=3, subset_size=100)
+  np.testing.assert_allclose([mean, std], [np.mean(expected), np.std(expected)], rtol=1e-10)
+  assert std > 0
   # Same distribution: unbiased, so centred on 0 within its spread (it can be negative), and far
   # below the value for a shifted distribution.
   same = rng.normal(size=(400, 3))

@@ -1,8 +1,10 @@
 """The classifier whose penultimate layer is the feature space of FID, KID, precision/recall.
 
-Two blocks of two Conv(3x3, SAME, relu) and a 2x2 max pool (widths 32-32, 64-64; 28 -> 14 -> 7),
-then Dense(128, relu) = the features, dropout, Dense(num_classes) = the logits. The usual MNIST
-CNN shape; it is small so that 10,000 samples are embedded in a second or two on a CPU.
+Blocks of Conv(3x3, SAME, relu) layers, each block then a 2x2 max pool (by default two blocks,
+widths 32-32 and 64-64: 28 -> 14 -> 7; a block with no convolution is a pool alone, as in
+mnist-clf-v1's third, gan_aec.classifier.shipped), then Dense(128, relu) = the features, dropout,
+Dense(num_classes) = the logits. The usual MNIST CNN shape; it is small so that 10,000 samples
+are embedded in a second or two on a CPU.
 """
 
 from __future__ import annotations

@@ -41,14 +41,18 @@ def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
   return dataset
 
 
-def sample_metrics_config() -> ml_collections.ConfigDict:
+SHIPPED_EXTRACTOR = 'mnist-clf-v1'  # gan_aec.classifier.shipped.NAME
+
+
+def sample_metrics_config(extractor: str | None = SHIPPED_EXTRACTOR) -> ml_collections.ConfigDict:
   """The `config.sample_metrics` block of the generative models (see gan_aec.run.sample_quality)."""
   block = ml_collections.ConfigDict()
-  # A configs/mnist_classifier.py workdir, or python:package.module:function (a network you supply,
-  # see gan_aec.run.sample_quality). Set: FID, KID, precision/recall, density/coverage and class
-  # statistics at every evaluation, and the best-FID state kept in WORKDIR/best_checkpoint.
-  # None: none of these.
-  block.extractor = ml_collections.FieldReference(None, field_type=str)
+  # The feature network: 'mnist-clf-v1' (shipped in the package, for MNIST digits), a
+  # configs/mnist_classifier.py workdir, or python:package.module:function (a network you supply,
+  # e.g. for CelebA; see gan_aec.run.sample_quality). Set: FID, KID, precision/recall,
+  # density/coverage and class statistics at every evaluation, and the best-FID state kept in
+  # WORKDIR/best_checkpoint. None: none of these.
+  block.extractor = ml_collections.FieldReference(extractor, field_type=str)
   block.num_samples = 10_000  # N generated and N real test images (fewer if the split is smaller).
   return block
 
@@ -121,6 +125,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config[field] % num_devices:
       raise ConfigError(f'config.{field}={config[field]} is not divisible by the {num_devices} '
                         f'devices; use a multiple of {num_devices}.')
+  extractor = (config.get('sample_metrics') or {}).get('extractor')
+  if extractor == SHIPPED_EXTRACTOR and (config.dataset.name != 'mnist' or image_size(config) != 28):
+    raise ConfigError(f'config.sample_metrics.extractor={SHIPPED_EXTRACTOR} scores 28x28 MNIST '
+                      f'digits, not {config.dataset.name} at {image_size(config)}px: set it to '
+                      'python:module:function (a network of yours, docs/sample_quality.md) or None.')
 
 
 def configs_dir() -> str:

@@ -137,10 +137,13 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
   """
   config = _load_run(workdir)
   block = config.get('sample_metrics') or {}
-  spec = extractor or block.get('extractor') or (workdir if config.model == 'classifier' else None)
+  spec = (extractor or block.get('extractor')
+          or (workdir if config.model == 'classifier' else None)
+          or (config_lib.SHIPPED_EXTRACTOR if config.dataset.name == 'mnist' else None))
   if not spec:
-    raise UserError('No feature extractor: pass --extractor=CLASSIFIER_WORKDIR (train one with '
-                    'configs/mnist_classifier.py) or python:module:function.')
+    raise UserError(f'No feature extractor for {config.dataset.name}: pass '
+                    '--extractor=python:module:function (a network of yours, see '
+                    'docs/sample_quality.md) or a configs/mnist_classifier.py run.')
   task = tasks.build_task(config)
   if task.sample_images is None and not references:
     raise UserError(f'A {config.model} run does not generate samples; only --references can be '

@@ -70,7 +70,7 @@ def check_finite(run: Run, step: int, values: list[dict[str, float]],
 
 def _log(run: Run, step: int, logged: dict[str, Any], what: str) -> None:
   run.logger.write_scalars(step, logged)
-  shown = {k: v for k, v in logged.items() if not isinstance(v, list)}
+  shown = {k: v for k, v in logged.items() if not isinstance(v, (list, str))}
   logging.info('step %d %s: %s', step, what, ' '.join(f'{k}={v:.4f}' for k, v in shown.items()))
 
 
@@ -111,6 +111,8 @@ def evaluate(run: Run, state: Any, step: int, final: bool) -> dict[str, Any]:
       paths = run.task.write_figures(state_r, run.data.test, files, step, final, seed=seed)
       run.logger.write_images(step, paths, run.replicas.image_prefix(r))
   logged = replicas_lib.summarize_all(values)
+  if run.quality:  # Which network the sample metrics were measured in: its name and hash.
+    logged['eval_extractor'] = run.quality.extractor.description
   _log(run, step, logged, 'eval')
   return logged
 

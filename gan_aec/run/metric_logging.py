@@ -134,15 +134,18 @@ class MetricLogger:
     self._writer.flush()
 
   def write_run_start(self, step: int, info: Mapping[str, Any]) -> None:
-    self._append({'event': 'run_start', 'step': step, **info})
+    self._append({'event': 'run_start', 'step': step, 'wall_time': round(time.time(), 3), **info})
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     """One record; a list value (a metric per replica, `<name>_per_replica`) goes into
-    metrics.jsonl as a list and to TensorBoard as one scalar per replica (`<name>/<r>`)."""
+    metrics.jsonl as a list and to TensorBoard as one scalar per replica (`<name>/<r>`); a string
+    (what a metric was measured with, e.g. `eval_extractor`) into metrics.jsonl only."""
     record, board = {}, {}
     for name, value in scalars.items():
       value = _plain(value)
-      if isinstance(value, (list, tuple)):
+      if isinstance(value, str):
+        record[name] = value
+      elif isinstance(value, (list, tuple)):
         record[name] = [float(v) for v in value]
         board.update({f'{name}/{r:02d}': float(v) for r, v in enumerate(value)})
       else:

@@ -6,6 +6,8 @@ and the metrics of gan_aec.sample_metrics between them and a model's samples.
 
 An extractor spec names the network, in a config (`sample_metrics.extractor`) or on the command
 line (`--extractor`):
+  mnist-clf-v1                the MNIST feature network shipped in the package (the default of the
+                              MNIST configs; gan_aec.classifier.shipped), named by its hash.
   WORKDIR                     a run of configs/mnist_classifier.py: its latest checkpoint; features
                               are the penultimate layer, logits its 10 class logits.
   python:package.module:name  a network you supply (e.g. for CelebA): `name()` is called once and
@@ -35,6 +37,7 @@ import ml_collections
 import numpy as np
 
 from gan_aec import data, sample_metrics
+from gan_aec.classifier import shipped
 from gan_aec.data.batching import map_in_batches
 from gan_aec.data.splits import Split
 from gan_aec.errors import ExtractorError
@@ -76,28 +79,27 @@ class FeatureExtractor:
     return map_in_batches(embed, images, self.batch_size, pad=False)
 
 
-def params_digest(params) -> str:
-  """A hash of a parameter pytree's values, names and shapes: who the network is, wherever it
-  lies."""
-  digest = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    array = np.asarray(leaf)
-    digest.update(f'{jax.tree_util.keystr(path)}{array.shape}{array.dtype}'.encode())
-    digest.update(np.ascontiguousarray(array).tobytes())
-  return digest.hexdigest()[:16]
+def from_shipped() -> FeatureExtractor:
+  """mnist-clf-v1, the network in the package (gan_aec.classifier.shipped), named by its
+  version and the hash of its weights."""
+  model, params = shipped.load()
+  apply = jax.jit(lambda p, x: model.apply({'params': p}, x, method='features_and_logits'))
+  return FeatureExtractor(description=shipped.describe(params), embed=lambda x: apply(params, x))
 
 
 def from_classifier_run(workdir: str, step: int | None = None) -> FeatureExtractor:
   """The classifier of a configs/mnist_classifier.py run, at `step` (default: its latest)."""
   from gan_aec.run.tasks import classifier as classifier_task  # pylint: disable=g-import-not-at-top
   saved = run_workdir.saved_config(workdir) if epath.Path(workdir).is_dir() else None
-  train_hint = ('Train one with: python -m gan_aec.main --config=configs/mnist_classifier.py '
-                f'--workdir={workdir}')
+  others = (f'Name a configs/mnist_classifier.py run, {shipped.NAME} (the network shipped in the '
+            'package) or python:module:function.')
   if saved is None:
-    raise ExtractorError(f'No classifier run in {workdir} (no config.json). {train_hint}')
+    raise ExtractorError(f'No classifier run in {workdir} (no config.json). {others}')
   if saved.get('model') != 'classifier':
     raise ExtractorError(f'{workdir} is a {saved.get("model")!r} run, not a classifier run. '
-                         f'{train_hint}')
+                         f'{others}')
+  train_hint = ('Train it with: python -m gan_aec.main --config=configs/mnist_classifier.py '
+                f'--workdir={workdir}')
   config = ml_collections.ConfigDict(saved)
   model = classifier_task.build_model(config)
   checkpoints = run_workdir.Layout(workdir).checkpoints
@@ -109,7 +111,7 @@ def from_classifier_run(workdir: str, step: int | None = None) -> FeatureExtract
   params = state['params']
   apply = jax.jit(lambda p, x: model.apply({'params': p}, x, method='features_and_logits'))
   accuracy = _last_eval_accuracy(workdir, step)
-  description = (f'mnist classifier {params_digest(params)} step {step}'
+  description = (f'mnist classifier {shipped.digest(params)} step {step}'
                  + (f' (test accuracy {100 * accuracy:.2f}%)' if accuracy is not None else ''))
   return FeatureExtractor(description=description, embed=lambda x: apply(params, x))
 
@@ -138,7 +140,10 @@ def from_python(spec: str) -> FeatureExtractor:
 
 
 def load_extractor(spec: str) -> FeatureExtractor:
-  """The extractor a spec names: a classifier run's workdir or `python:module:function`."""
+  """The extractor a spec names: 'mnist-clf-v1' (the shipped network), a classifier run's
+  workdir or `python:module:function`."""
+  if spec == shipped.NAME:
+    return from_shipped()
   if spec.startswith('python:'):
     return from_python(spec)
   return from_classifier_run(spec)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
+import subprocess
 from typing import Any, Callable
 
 from absl import logging
@@ -18,6 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
+import gan_aec
 from gan_aec import data as datasets
 from gan_aec.data import batching
 from gan_aec.data.splits import Data
@@ -34,6 +37,23 @@ def stream_keys(seeds: tuple[int, ...], stream: int, mesh: jax.sharding.Mesh) ->
   """fold_in(key(seed), stream) of each replica's seed: [R] keys split over the replica axis."""
   keys = jax.numpy.stack([jax.random.fold_in(jax.random.key(seed), stream) for seed in seeds])
   return sharding.put_keys(keys, sharding.replica_sharding(mesh))
+
+
+def code_version() -> str:
+  """The package version, and in a git checkout its commit (with '+changes' when tracked files
+  differ from it): what the run_start record says trained the run."""
+  version = gan_aec.__version__
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  if not os.path.exists(os.path.join(root, 'pyproject.toml')):
+    return version  # An installed package: not a checkout of its own.
+  try:
+    commit = subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'], cwd=root, timeout=10,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    changed = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root,
+                             timeout=10, capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return version  # An installed package, or no git.
+  return f'{version} git {commit}{"+changes" if changed else ""}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +185,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] |
   logger = metric_logging.MetricLogger(layout, is_writer=is_writer, resume_step=start_step)
   logger.write_hparams(json.loads(config.to_json_best_effort()))
   logger.write_run_start(start_step, {
-      'model': config.model, 'dataset.name': config.dataset.name,
+      'code': code_version(), 'model': config.model, 'dataset.name': config.dataset.name,
       'dataset.source': data.source, 'train_examples': len(data.train),
       'test_examples': len(data.test), 'batch_size': config.batch_size,
       'devices': mesh.size, 'processes': jax.process_count(),
