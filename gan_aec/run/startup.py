@@ -39,9 +39,12 @@ def stream_keys(seeds: tuple[int, ...], stream: int, mesh: jax.sharding.Mesh) ->
   return sharding.put_keys(keys, sharding.replica_sharding(mesh))
 
 
+_CODE_PATHS = ('gan_aec', 'configs', 'pyproject.toml')  # What trains a run (not its results).
+
+
 def code_version() -> str:
-  """The package version, and in a git checkout its commit (with '+changes' when tracked files
-  differ from it): what the run_start record says trained the run."""
+  """The package version, and in a git checkout its commit (with '+changes' when the code, the
+  configs or pyproject.toml differ from it): what the run_start record says trained the run."""
   version = gan_aec.__version__
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   if not os.path.exists(os.path.join(root, 'pyproject.toml')):
@@ -49,8 +52,9 @@ def code_version() -> str:
   try:
     commit = subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'], cwd=root, timeout=10,
                             capture_output=True, text=True, check=True).stdout.strip()
-    changed = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root,
-                             timeout=10, capture_output=True, text=True, check=True).stdout.strip()
+    changed = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--',
+                              *_CODE_PATHS], cwd=root, timeout=10, capture_output=True, text=True,
+                             check=True).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return version  # An installed package, or no git.
   return f'{version} git {commit}{"+changes" if changed else ""}'
