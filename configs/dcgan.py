@@ -44,7 +44,10 @@ def get_config(arg=None):
   config.compute_dtype = 'float32'
   # 'non_saturating' (the original report's sigmoid cross-entropy), 'hinge' or 'least_squares'.
   config.loss = 'non_saturating'
-  config.real_label = 0.9  # The report's one-sided label smoothing of the discriminator's targets.
+  # The discriminator's target for real images. None: the report's one-sided label smoothing,
+  # 0.9, with the non-saturating loss, and 1.0 (each loss's standard form) with hinge and least
+  # squares; the run records the value it used in config.json.
+  config.real_label = ml_collections.FieldReference(None, field_type=float)
   # Exponential moving average of the generator's weights, used for samples when set (e.g. 0.999).
   config.ema_decay = ml_collections.FieldReference(None, field_type=float)
 

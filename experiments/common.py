@@ -46,7 +46,7 @@ import time
 from typing import Any
 
 from gan_aec.run import (config as config_lib, cpu_devices, evaluation, loop, metric_logging,
-                         startup, workdir as run_workdir)
+                         startup, tasks, workdir as run_workdir)
 
 from experiments import results_page
 
@@ -137,7 +137,7 @@ def build_config(experiment: Experiment, args: argparse.Namespace):
     for parent in parents:
       node = node[parent]
     node[leaf] = value
-  return config, overrides
+  return tasks.resolve_defaults(config), overrides
 
 
 DATA_DIR_PLACEHOLDER = '<data_dir>'  # Where a user's own copy of the data lies: not ours to record.

@@ -164,8 +164,8 @@ def test_a_many_seed_experiment_with_pytorch_rows(tmp_path, monkeypatch):
   short = dataclasses.replace(autoencoder_mnist.EXPERIMENT, quick={  # A few steps suffice here.
       'num_train_steps': 10, 'eval_every_steps': 10, 'checkpoint_every_steps': 10,
       'log_every_steps': 5, 'batch_size': 16}, pytorch_seeds=3)
-  argv = ['--quick', '--num_seeds=2', '--pytorch', f'--data_dir={tmp_path / "empty_tfds"}',
-          f'--runs_dir={tmp_path / "runs"}', f'--results_dir={results}']
+  argv = ['--quick', '--num_seeds=2', '--pytorch', f'--runs_dir={tmp_path / "runs"}',
+          f'--results_dir={results}']
   summary = autoencoder_mnist.main(short, argv)
   assert summary['num_seeds'] == 2 and len(summary['metrics']['eval_loss_per_replica']) == 2
   assert summary['figures'] == ['reconstructions.png']

@@ -17,7 +17,7 @@ REPO = str(helpers.REPO)
 def run_main(workdir, *flags):
   """Runs main on the smoke autoencoder config with an empty TFDS dir and no download."""
   command = [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
-             f'--workdir={workdir}', f'--config.dataset.data_dir={workdir}_empty_tfds',
+             f'--workdir={workdir}',
              '--config.dataset.download=False', *flags]
   return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                         check=False, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})

@@ -8,6 +8,8 @@ task reads them (gan_aec.run.tasks).
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib.util
 import os
 
@@ -87,6 +89,10 @@ def add_loop_fields(config: ml_collections.ConfigDict,
   config.num_seeds = 1
   config.sweep = ml_collections.ConfigDict(
       {name: ml_collections.FieldReference(None, field_type=str) for name in sweepable})
+  # Keep, beside the newest 3 checkpoints, every one at a multiple of this many steps (a multiple
+  # of checkpoint_every_steps), e.g. to score each later: python -m gan_aec.evaluate
+  # --workdir=W --checkpoint=STEP. None: the newest 3 only.
+  config.keep_every_steps = ml_collections.FieldReference(None, field_type=int)
   # Evaluate the untrained model at step 0 (the start of every eval curve). Turn off when an
   # evaluation is expensive, e.g. the VAE's IWAE bound with 1,000 samples.
   config.eval_at_start = True
@@ -125,6 +131,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config[field] % num_devices:
       raise ConfigError(f'config.{field}={config[field]} is not divisible by the {num_devices} '
                         f'devices; use a multiple of {num_devices}.')
+  keep = config.get('keep_every_steps')
+  if keep is not None and (keep <= 0 or keep % config.checkpoint_every_steps):
+    raise ConfigError(f'config.keep_every_steps={keep} must be a positive multiple of '
+                      f'config.checkpoint_every_steps={config.checkpoint_every_steps}.')
   extractor = (config.get('sample_metrics') or {}).get('extractor')
   if extractor == SHIPPED_EXTRACTOR and (config.dataset.name != 'mnist' or image_size(config) != 28):
     raise ConfigError(f'config.sample_metrics.extractor={SHIPPED_EXTRACTOR} scores 28x28 MNIST '
@@ -177,3 +187,40 @@ def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+def check_override(config: ml_collections.ConfigDict, name: str, text: str) -> str | None:
+  """Why `--config.<name>=<text>` cannot apply to `config` (a one-line message), or None.
+
+  Checked here, before the flags are parsed, so that every such mistake has our message (the
+  field that does not exist, the closest fields that do; the value that is not of the field's
+  type) rather than depending on the wording of ml_collections' exceptions.
+  """
+  flag = f'--config.{name}'
+  node, parts = config, name.split('.')
+  for depth, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      where = 'config' + ''.join(f'.{p}' for p in parts[:depth])
+      fields = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = difflib.get_close_matches(part, fields, n=1)
+      hint = f' Did you mean {close[0]!r}?' if close else ''
+      return (f'{flag}: {where} has no field {part!r}.{hint} Overrides can only set fields the '
+              'config file defines (see the config file, or a run\'s config.json).')
+    if depth < len(parts) - 1:
+      node = node[part]
+  field_type = node.get_type(parts[-1])
+  if text is None or field_type in (None, type(None), str, ml_collections.ConfigDict):
+    return None
+  try:
+    if field_type is bool:
+      if text.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(text)
+    elif field_type in (int, float):
+      field_type(text) if field_type is float else int(text)
+    elif field_type in (tuple, list):
+      value = ast.literal_eval(text)
+      if not isinstance(value, (tuple, list)):
+        raise ValueError(text)
+  except (ValueError, SyntaxError):
+    return f'{flag}={text}: not a valid {field_type.__name__} (the field holds {node[parts[-1]]!r}).'
+  return None

@@ -59,7 +59,13 @@ def split_into_devices(batch_sizes: list[int], num_replicas: int = 1) -> int | N
   if re.search(FLAG + r'\b', os.environ.get('XLA_FLAGS', '')) or os.environ.get(
       'JAX_NUM_CPU_DEVICES'):
     return None
-  count = device_count_for(batch_sizes, num_replicas=num_replicas)
+  cores = available_cores()
+  count = device_count_for(batch_sizes, cores, num_replicas=num_replicas)
+  if count < cores:
+    logging.warning('The batch sizes %s do not split evenly over the %d CPU cores: training on %d '
+                    'CPU device(s), which leaves %d core(s) less busy. A batch size divisible by '
+                    '%d uses every core.', ', '.join(map(str, sorted(set(batch_sizes)))), cores,
+                    count, cores - count, cores)
   if count > 1:
     import jax  # pylint: disable=g-import-not-at-top
     try:

@@ -1,4 +1,5 @@
-"""Metrics to TensorBoard (clu) and to `WORKDIR/metrics.jsonl`, plus steps/s, images/s and ETA.
+"""Metrics to TensorBoard (gan_aec.run.tensorboard) and to `WORKDIR/metrics.jsonl`, plus steps/s,
+images/s and ETA.
 
 `metrics.jsonl` holds one JSON object per line: a `run_start` record each time the run starts or
 resumes (model, dataset source, devices), then `{"step": s, "wall_time": t, name: value, ...}`
@@ -52,6 +53,31 @@ def read_records(workdir: str) -> list[dict[str, Any]]:
   return records
 
 
+def drop_records_after(path: epath.Path, step: int | None) -> list[str]:
+  """metrics.jsonl's lines without a line cut short by a kill and, when `step` is given, without
+  the records past `step` (a resume from the checkpoint at `step` logs those steps again; step 0:
+  a restart keeps only the run_start events). Rewrites the file whole (never half-written) when
+  anything was dropped; returns the lines kept."""
+  kept, dropped = [], 0
+  for line in path.read_text(encoding='utf-8').splitlines():
+    if not line:
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:  # A line cut short by a kill.
+      dropped += 1
+      continue
+    if step is None or 'event' in record or (step > 0 and record.get('step', 0) <= step):
+      kept.append(line + '\n')
+    else:
+      dropped += 1
+  if dropped:
+    logging.info('metrics.jsonl: dropped %d records (cut short, or after step %s, which this run '
+                 'repeats).', dropped, step)
+    run_workdir.write_whole(path, ''.join(kept))
+  return kept
+
+
 class MetricLogger:
   """Writes metrics to TensorBoard and metrics.jsonl, figures as TensorBoard images, the config
   as hyperparameters (all only when `is_writer`: process 0). Paths go through etils.epath, so the
@@ -64,30 +90,11 @@ class MetricLogger:
     self.jsonl_path = epath.Path(layout.metrics_file)
     self._lines: list[str] = []  # The file's content, kept for rewriting a remote file.
     if is_writer and self.jsonl_path.exists():
-      self._lines = [line + '\n' for line in
-                     self.jsonl_path.read_text(encoding='utf-8').splitlines() if line]
-      if resume_step is not None:
-        self._drop_records_after(resume_step)
+      self._lines = drop_records_after(self.jsonl_path, resume_step)
     # TensorBoard events on process 0 only; progress lines are logged by log_progress instead.
     self._writer = tensorboard.EventWriter(layout.workdir) if is_writer else None
-
-  def _drop_records_after(self, step: int) -> None:
-    kept, dropped = [], 0
-    for line in self._lines:
-      try:
-        record = json.loads(line)
-      except ValueError:  # A line cut short by a kill.
-        dropped += 1
-        continue
-      if 'event' in record or (step > 0 and record.get('step', 0) <= step):
-        kept.append(line)
-      else:
-        dropped += 1
-    if dropped:
-      logging.info('metrics.jsonl: dropped %d records after step %d (repeated by this resume).',
-                   dropped, step)
-      self._lines = kept
-      self._rewrite()
+    if self._writer and resume_step:  # What an earlier attempt logged past the checkpoint goes.
+      self._writer.write_restart(resume_step + 1)
 
   def _rewrite(self) -> None:
     run_workdir.write_whole(self.jsonl_path, ''.join(self._lines))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 import shutil
 import uuid
 from typing import Any
@@ -108,6 +109,7 @@ RESUMABLE_FIELDS = frozenset({
     'conv_implementation',  # The same function and parameters in every implementation.
     'microbatch_size',  # The same gradient, computed in pieces.
     'cpu_data_parallel',  # The same gradient, over one CPU device or one per core.
+    'keep_every_steps',  # Which checkpoints stay on disk.
     'dataset.data_dir', 'dataset.cache_dir', 'dataset.download', 'dataset.offline_fallback',
     'dataset.source',  # Filled in by the run after loading; compared by check_data_source.
 })
@@ -189,10 +191,10 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str,
     return {}
   changed = differences(saved, config)
   if changed and not config.get('allow_config_change', False):
-    lines = '\n'.join(f'  {key}: {old!r} in the workdir, {new!r} now'
-                      for key, (old, new) in changed.items())
+    fields = '; '.join(f'{key}: {old!r} in the workdir, {new!r} now'
+                       for key, (old, new) in changed.items())
     raise errors.WorkdirMismatchError(
-        f'{workdir} holds a run with a different config:\n{lines}\nUse another --workdir for a '
+        f'{workdir} holds a run with a different config: {fields}. Use another --workdir for a '
         'new experiment, or pass --config.allow_config_change=True to continue this run with the '
         'new values anyway (its curves and checkpoints will then mix both settings).')
   return changed
@@ -216,11 +218,20 @@ _SPACE_MARGIN_BYTES = 64 * 2 ** 20
 def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4) -> None:
   """WorkdirUnusableError, before anything is trained, when workdir cannot be created or written,
   or (on a local disk) has less free space than `checkpoints_kept` checkpoints of
-  `checkpoint_bytes` and a margin for metrics and figures."""
+  `checkpoint_bytes` and a margin for metrics and figures. A local workdir that does not exist
+  yet is not created here: its nearest existing folder must be writable."""
   try:
     path = epath.Path(workdir)
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / f'.write_test-{uuid.uuid4().hex}'
+    if is_remote(workdir):
+      path.mkdir(parents=True, exist_ok=True)  # Buckets have no folders to leave behind.
+      existing = path
+    else:
+      existing = pathlib.Path(os.path.abspath(os.path.expanduser(workdir)))
+      while not existing.exists():
+        existing = existing.parent
+      if not existing.is_dir():
+        raise NotADirectoryError(f'{existing} is a file')
+    probe = epath.Path(existing) / f'.write_test-{uuid.uuid4().hex}'
     probe.write_text('ok', encoding='utf-8')
     probe.unlink()
   except OSError as e:
@@ -230,7 +241,7 @@ def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4)
   if is_remote(workdir):
     return  # An object store: no disk to fill.
   needed = checkpoints_kept * checkpoint_bytes + _SPACE_MARGIN_BYTES
-  free = shutil.disk_usage(workdir).free
+  free = shutil.disk_usage(existing).free
   if free < needed:
     raise errors.WorkdirUnusableError(
         f'The disk of {workdir} has {free / 2**20:.0f} MB free; this run needs about '

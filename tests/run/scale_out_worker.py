@@ -11,9 +11,8 @@ import sys
 from gan_aec.run import config as config_lib, loop
 
 
-def smoke_config(model: str, empty_data_dir: str, steps: int = 4):
+def smoke_config(model: str, steps: int = 4):
   config = config_lib.load_config(model, 'smoke')
-  config.dataset.data_dir = empty_data_dir
   config.dataset.download = False
   config.num_train_steps = steps
   config.eval_at_start = False
@@ -27,7 +26,7 @@ def smoke_config(model: str, empty_data_dir: str, steps: int = 4):
 
 def main(root: str, models: list[str]) -> None:
   for model in models:
-    loop.train_and_evaluate(smoke_config(model, f'{root}/empty_tfds'), f'{root}/{model}')
+    loop.train_and_evaluate(smoke_config(model), f'{root}/{model}')
 
 
 if __name__ == '__main__':

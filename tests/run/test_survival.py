@@ -16,7 +16,6 @@ from tests import helpers
 
 def smoke_config(model, tmp_path, **overrides):
   config = config_lib.load_config(model, 'smoke')
-  config.dataset.data_dir = str(tmp_path / 'empty_tfds')
   config.dataset.download = False
   config.num_train_steps = 6
   config.eval_every_steps = 4
