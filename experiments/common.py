@@ -15,7 +15,8 @@ Options:
                      over `pytorch_seeds` seeds, scored the same way; the page shows both and
                      their difference
   --data_dir=DIR     the TFDS data dir (e.g. MNIST imported with `python -m gan_aec.prepare_data`)
-  --data_note=TEXT   how the data was made, shown on the results page (e.g. "synthetic CelebA files")
+  --data_note=TEXT   how the data was made, shown on the results page (e.g. "synthetic CelebA
+                     files")
   --synthetic_data   the data is synthetic (CelebA here): a check of the pipeline, whose numbers
                      the page does not show as results
   --extractor=SPEC   the sample metrics' feature network (default: the config's; mnist-clf-v1 for
@@ -155,7 +156,8 @@ def _rel(path: str) -> str:
   """A path relative to the repository; outside it, only its last component (never a machine's
   absolute path in a committed file)."""
   rel = os.path.relpath(path, REPO)
-  return os.path.join('<outside the repository>', os.path.basename(path)) if rel.startswith('..') else rel
+  return (os.path.join('<outside the repository>', os.path.basename(path)) if rel.startswith('..')
+          else rel)
 
 
 def _shareable(saved: dict[str, Any]) -> dict[str, Any]:

@@ -85,7 +85,8 @@ def test_the_standard_protocol_is_what_the_page_says():
   config, _ = common.build_config(vae_mnist.EXPERIMENT, common.parse_args([]))
   assert config.num_seeds == 8 and config.num_train_steps == 3000
   full, _ = common.build_config(vae_mnist.EXPERIMENT, common.parse_args(['--full']))
-  assert full.num_seeds == 1 and full.num_train_steps == config_lib.load_config('vae').num_train_steps
+  assert full.num_seeds == 1
+  assert full.num_train_steps == config_lib.load_config('vae').num_train_steps
 
 
 def test_calibration_reads_more_damage_as_a_larger_distance():
@@ -136,7 +137,8 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
   assert summary['code'] and all(c.startswith('0.') for c in summary['code'])
   assert summary['train_wall_s'] > 0
   assert math.isfinite(summary['metrics']['eval_loss']) and 'loss' in summary['metrics']
-  assert summary['full_mode']['steps'] == 6000 and summary['full_mode']['estimated_minutes_here'] > 0
+  assert summary['full_mode']['steps'] == 6000
+  assert summary['full_mode']['estimated_minutes_here'] > 0
   assert summary['figures'] == ['reconstructions.png'] and (out / 'reconstructions.png').exists()
   assert '--config.num_train_steps=200' in summary['train_command']
 

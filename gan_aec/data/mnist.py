@@ -1,13 +1,13 @@
 """MNIST as in-memory arrays: from TFDS when it has the data, else the bundled real test digits.
 
 TFDS cannot download on an offline machine, yet a first run must still train on real digits. The
-package ships the official MNIST test set (10,000 digits, `gan_aec/data/mnist_t10k/`); when TFDS has no
-`mnist` in its default data dir and cannot reach its download server, we warn once and split the
+package ships the official MNIST test set (10,000 digits, `gan_aec/data/mnist_t10k/`); when TFDS has
+no `mnist` in its default data dir and cannot reach its download server, we warn once and split the
 bundled digits deterministically: the first 8,000 are `train`, the last 2,000 are `test`. A data dir
 given explicitly must hold MNIST (or be able to download it): a mistyped path stops the run instead
-of training on other digits. They are never
-written into the TFDS data dir (a later online run must get the real 60,000), and the source is
-recorded in `config.dataset.source` so that 8,000-digit numbers are not mistaken for full-MNIST ones.
+of training on other digits. They are never written into the TFDS data dir (a later online run must
+get the real 60,000), and the source is recorded in `config.dataset.source` so that 8,000-digit
+numbers are not mistaken for full-MNIST ones.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def load_bundled() -> Data:
               source=SOURCE_BUNDLED)
 
 
-def can_reach_download_server(timeout_s: float = 3.0, host: tuple[str, int] = _DOWNLOAD_HOST) -> bool:
-  """Whether a TCP connection to `host` (default: MNIST's download server) opens within timeout_s."""
+def can_reach_download_server(timeout_s: float = 3.0,
+                              host: tuple[str, int] = _DOWNLOAD_HOST) -> bool:
+  """Whether a TCP connection to `host` (default: MNIST's download server) opens within
+  timeout_s."""
   try:
     with socket.create_connection(host, timeout=timeout_s):
       return True
@@ -97,8 +99,9 @@ def load(data_dir: str | None = None, *, offline_fallback: bool = True,
         missing = '' if os.path.isdir(os.path.expanduser(data_dir)) else ' (no such folder)'
         raise DatasetUnavailableError(
             f'dataset.data_dir={data_dir}{missing} holds no TFDS `mnist`, and it cannot be '
-            f'downloaded there{"" if download else " (dataset.download is False)"}. Check the path; '
-            'leave dataset.data_dir unset to train on the bundled digits. ' + IMPORT_HINT)
+            f'downloaded there{"" if download else " (dataset.download is False)"}. '
+            'Check the path; leave dataset.data_dir unset to train on the bundled digits. '
+            + IMPORT_HINT)
       if not offline_fallback:
         raise DatasetUnavailableError(
             f'TFDS has no `mnist` in {where} and cannot download it (no connection to its server), '

@@ -12,6 +12,7 @@ import ast
 import difflib
 import importlib.util
 import os
+from typing import Sequence
 
 import ml_collections
 
@@ -29,7 +30,8 @@ def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
   """The `config.dataset` block."""
   dataset = ml_collections.ConfigDict()
   dataset.name = name  # 'mnist' (28x28 grey) or 'celeb_a' (RGB faces; channels follow the data).
-  dataset.data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS data dir; None = default.
+  # TFDS data dir; None = default.
+  dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
   # No `mnist` in data_dir and no network: train on the bundled 10,000 real test digits
   # (8,000 train / 2,000 test) with a warning. False: stop with the offline-import command instead.
   dataset.offline_fallback = True
@@ -105,6 +107,21 @@ def add_loop_fields(config: ml_collections.ConfigDict,
   return config
 
 
+def variants(arg: str | None, known: Sequence[str], config_file: str) -> set[str]:
+  """The variants a `--config=FILE:a,b` names (`arg` of get_config), each checked against `known`.
+
+  A config applies them in its own order, whatever the argument's: `if 'celeb_a' in chosen: ...`,
+  then `if 'smoke' in chosen: ...` last, so that smoke shrinks whatever the others set.
+  config_file: the config's name in the error, e.g. 'configs/vae.py'.
+  """
+  chosen = [variant for variant in (arg or '').split(',') if variant]
+  for variant in chosen:
+    if variant not in known:
+      raise ValueError(f'Unknown variant {variant!r} of {config_file}; known: '
+                       f'{", ".join(known)}.')
+  return set(chosen)
+
+
 def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to seconds of work: for tests and CI, never for numbers."""
   config.batch_size = 8
@@ -136,10 +153,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ConfigError(f'config.keep_every_steps={keep} must be a positive multiple of '
                       f'config.checkpoint_every_steps={config.checkpoint_every_steps}.')
   extractor = (config.get('sample_metrics') or {}).get('extractor')
-  if extractor == SHIPPED_EXTRACTOR and (config.dataset.name != 'mnist' or image_size(config) != 28):
+  if (extractor == SHIPPED_EXTRACTOR
+      and (config.dataset.name != 'mnist' or image_size(config) != 28)):
     raise ConfigError(f'config.sample_metrics.extractor={SHIPPED_EXTRACTOR} scores 28x28 MNIST '
                       f'digits, not {config.dataset.name} at {image_size(config)}px: set it to '
-                      'python:module:function (a network of yours, docs/sample_quality.md) or None.')
+                      'python:module:function (a network of yours, docs/sample_quality.md) or '
+                      'None.')
 
 
 def configs_dir() -> str:
@@ -175,8 +194,9 @@ def resolve(spec: str) -> str:
   shipped = os.path.join(configs_dir(), f'{name}.py')
   if path in (name, f'configs/{name}.py') and os.path.isfile(shipped):
     return shipped + sep + variants
-  raise ConfigError(f'No config file {path!r}. Name a shipped config ({", ".join(known_configs())}; '
-                    'e.g. --config=vae:smoke) or give the path of a config file.')
+  raise ConfigError(f'No config file {path!r}. Name a shipped config '
+                    f'({", ".join(known_configs())}; e.g. --config=vae:smoke) or give the path of '
+                    'a config file.')
 
 
 def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -222,5 +242,6 @@ def check_override(config: ml_collections.ConfigDict, name: str, text: str) -> s
       if not isinstance(value, (tuple, list)):
         raise ValueError(text)
   except (ValueError, SyntaxError):
-    return f'{flag}={text}: not a valid {field_type.__name__} (the field holds {node[parts[-1]]!r}).'
+    return (f'{flag}={text}: not a valid {field_type.__name__} '
+            f'(the field holds {node[parts[-1]]!r}).')
   return None

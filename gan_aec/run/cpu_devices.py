@@ -4,7 +4,8 @@ XLA:CPU runs a small convolutional net's ops one after another, each too small t
 the cores; split into one device per core, each device trains on its shard of the batch at the
 same time (measured on 2 cores: VAE 780 -> ~920 images/s, the autoencoders ~1.3x). The split is
 JAX's `jax_num_cpu_devices` option, which must be set before JAX starts its CPU backend; the entry
-points (gan_aec.main, gan_aec.benchmark, the experiments) call `split_for_configs` first. Accelerators are unaffected: the flag only shapes the CPU platform.
+points (gan_aec.main, gan_aec.benchmark, the experiments) call `split_for_configs` first.
+Accelerators are unaffected: the flag only shapes the CPU platform.
 
 Loops over jitted steps on several CPU devices of one process must wait for each step before
 dispatching the next (`wait_for_each_step`): XLA:CPU runs their all-reduces as blocking waits on

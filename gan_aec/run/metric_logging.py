@@ -81,14 +81,21 @@ def drop_records_after(path: epath.Path, step: int | None) -> list[str]:
 class MetricLogger:
   """Writes metrics to TensorBoard and metrics.jsonl, figures as TensorBoard images, the config
   as hyperparameters (all only when `is_writer`: process 0). Paths go through etils.epath, so the
-  workdir may be a bucket: a local metrics.jsonl is appended to, a remote one (object stores
-  cannot append) rewritten whole at each record."""
+  workdir may be a bucket: a local metrics.jsonl is appended to at each record; a remote one
+  (object stores cannot append) is rewritten whole at `flush` (the loop calls it after each
+  checkpoint, so the file holds every record up to the checkpoint a resume starts from), at
+  `close`, and at most every REMOTE_REWRITE_SECONDS in between, instead of at every record
+  (O(N^2) bytes for N records)."""
+
+  REMOTE_REWRITE_SECONDS = 60.0
 
   def __init__(self, layout: run_workdir.Layout, *, is_writer: bool = True,
                resume_step: int | None = None):
     self.is_writer = is_writer
     self.jsonl_path = epath.Path(layout.metrics_file)
     self._lines: list[str] = []  # The file's content, kept for rewriting a remote file.
+    self._unwritten = False  # Records in _lines not yet in a remote file.
+    self._rewritten_at = time.monotonic()
     if is_writer and self.jsonl_path.exists():
       self._lines = drop_records_after(self.jsonl_path, resume_step)
     # TensorBoard events on process 0 only; progress lines are logged by log_progress instead.
@@ -96,8 +103,11 @@ class MetricLogger:
     if self._writer and resume_step:  # What an earlier attempt logged past the checkpoint goes.
       self._writer.write_restart(resume_step + 1)
 
-  def _rewrite(self) -> None:
-    run_workdir.write_whole(self.jsonl_path, ''.join(self._lines))
+  def flush(self) -> None:
+    """Writes a remote metrics.jsonl's pending records (a local file has none)."""
+    if self._unwritten:
+      run_workdir.write_whole(self.jsonl_path, ''.join(self._lines))
+      self._unwritten, self._rewritten_at = False, time.monotonic()
 
   def _append(self, record: Mapping[str, Any]) -> None:
     if not self.is_writer:
@@ -108,22 +118,17 @@ class MetricLogger:
       with self.jsonl_path.open('a', encoding='utf-8') as f:
         f.write(line)
     else:
-      self._rewrite()
+      self._unwritten = True
+      if time.monotonic() - self._rewritten_at >= self.REMOTE_REWRITE_SECONDS:
+        self.flush()
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
     """The run's config as TensorBoard hyperparameters (nested fields as dotted names)."""
     if not self.is_writer:
       return
-    flat = {}
-
-    def flatten(prefix, value):
-      if isinstance(value, Mapping):
-        for key, item in value.items():
-          flatten(f'{prefix}{key}.', item)
-      else:
-        flat[prefix[:-1]] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    flatten('', hparams)
-    self._writer.write_hparams(flat)
+    flat = run_workdir.flatten(dict(hparams))
+    self._writer.write_hparams({name: value if isinstance(value, (bool, int, float, str))
+                                else str(value) for name, value in flat.items()})
 
   def write_images(self, step: int, paths: list[str], prefix: str = '') -> None:
     """PNG figures as TensorBoard images, named after their files (a per-step file
@@ -163,6 +168,7 @@ class MetricLogger:
       self._writer.flush()
 
   def close(self) -> None:
+    self.flush()
     if self._writer:
       self._writer.close()
 

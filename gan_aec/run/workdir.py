@@ -25,6 +25,7 @@ import uuid
 from typing import Any
 
 from etils import epath
+from flax import traverse_util
 import ml_collections
 
 from gan_aec import errors
@@ -120,13 +121,10 @@ IMPLIED_DEFAULTS = {'compute_dtype': 'float32', 'num_seeds': 1,
 IMPLIED_DEFAULT_PREFIXES = {'sweep.': None}  # No sweep.
 
 
-def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
-  if isinstance(tree, dict):
-    flat = {}
-    for key, value in tree.items():
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    return flat
-  return {prefix[:-1]: tree}
+def flatten(tree: dict) -> dict[str, Any]:
+  """A config's nested fields as dotted names: {'dataset': {'name': 'mnist'}} -> {'dataset.name':
+  'mnist'}."""
+  return traverse_util.flatten_dict(tree, sep='.')
 
 
 def _as_plain(config: ml_collections.ConfigDict) -> dict:
@@ -167,7 +165,7 @@ def saved_config(workdir: str) -> dict | None:
 
 def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
   """{dotted field: (saved value, new value)} for the fields that define the experiment."""
-  old, new = _flatten(saved), _flatten(_as_plain(config))
+  old, new = flatten(saved), flatten(_as_plain(config))
   for key, value in IMPLIED_DEFAULTS.items():
     if key in new:
       old.setdefault(key, value)
@@ -245,8 +243,9 @@ def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4)
   if free < needed:
     raise errors.WorkdirUnusableError(
         f'The disk of {workdir} has {free / 2**20:.0f} MB free; this run needs about '
-        f'{needed / 2**20:.0f} MB ({checkpoints_kept} checkpoints of {checkpoint_bytes / 2**20:.1f} '
-        'MB, metrics and figures). Free some space or choose another --workdir.')
+        f'{needed / 2**20:.0f} MB ({checkpoints_kept} checkpoints of '
+        f'{checkpoint_bytes / 2**20:.1f} MB, metrics and figures). '
+        'Free some space or choose another --workdir.')
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:

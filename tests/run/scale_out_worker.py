@@ -1,6 +1,7 @@
-"""Trains smoke configs in this process: run by the scale-out tests under a forced device count.
+r"""Trains smoke configs in this process: run by the scale-out tests under a forced device count.
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m tests.run.scale_out_worker ROOT MODEL...
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 \
+      python -m tests.run.scale_out_worker ROOT MODEL...
 
 Each MODEL's smoke config trains 4 steps on the bundled digits into ROOT/MODEL (no network),
 checkpointing every 2 and evaluating at the end.

@@ -1,5 +1,5 @@
-"""Feature extractors, sample metrics during training, and gan_aec.evaluate (gan_aec.run.sample_quality,
-gan_aec.run.evaluation)."""
+"""Feature extractors, sample metrics during training, and gan_aec.evaluate
+(gan_aec.run.sample_quality, gan_aec.run.evaluation)."""
 
 import json
 import os
@@ -82,7 +82,8 @@ def test_training_logs_sample_metrics_keeps_the_best_and_evaluate_matches(tmp_pa
   best = record['best']
   assert best['step'] == best_step and best['num_samples'] == 200 and best['split'] == 'test'
   # Named by what it computes (a hash of its weights and its step), not by where it lies.
-  assert best['extractor'].startswith('mnist classifier ') and classifier_dir not in best['extractor']
+  assert best['extractor'].startswith('mnist classifier ')
+  assert classifier_dir not in best['extractor']
   np.testing.assert_allclose(best['fid'], logged[best_step], rtol=1e-4)  # Same samples.
   assert sum(best['class_histogram']) == 200
   refs = record['references']
