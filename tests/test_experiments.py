@@ -6,6 +6,8 @@ import importlib
 import json
 import math
 import os
+import sys
+import types
 
 import pytest
 import tensorflow_datasets as tfds
@@ -13,6 +15,7 @@ import tensorflow_datasets as tfds
 from experiments import autoencoder_mnist, calibration, common, results_page
 from gan_aec.data import mnist
 from gan_aec.run import config as config_lib, workdir as run_workdir
+import pytorch_port
 
 RESULTS = os.path.join(common.REPO, 'experiments', 'results')
 # Fields that do not change a run's numbers: where the data lie, how often it logs or saves.
@@ -154,14 +157,17 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_a_many_seed_experiment_with_pytorch_rows(tmp_path, monkeypatch):
-  from pytorch_port import train as port  # pylint: disable=g-import-not-at-top
   calls = []
 
   def fake_port(model, seed, steps):  # The port's own test checks its training; here the rows.
     calls.append(seed)
     return {'model': model, 'seed': seed, 'steps': steps, 'eval_loss': 0.2 + 0.01 * seed,
             'eval_psnr': 14.0, 'train_wall_s': 1.0}
-  monkeypatch.setattr(port, 'train_seed', fake_port)
+  # The port in place of pytorch_port.train, which needs torch (not part of the test install).
+  port = types.ModuleType('pytorch_port.train')
+  port.train_seed = fake_port
+  monkeypatch.setitem(sys.modules, 'pytorch_port.train', port)
+  monkeypatch.setattr(pytorch_port, 'train', port, raising=False)
   results = tmp_path / 'results'
   short = dataclasses.replace(autoencoder_mnist.EXPERIMENT, quick={  # A few steps suffice here.
       'num_train_steps': 10, 'eval_every_steps': 10, 'checkpoint_every_steps': 10,

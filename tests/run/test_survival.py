@@ -174,7 +174,9 @@ def _write_damaged_mnist(tmp_path):
     (lambda c, t: c.update(num_train_steps=0), 'num_train_steps must be a positive integer'),
     (lambda c, t: c.update(loss='wasserstein'), 'wasserstein'),
     (lambda c, t: c.update(batch_size=20000), 'larger than the training split'),
-    (lambda c, t: c.dataset.update(name='celeb_a'), 'prepare_data --dataset=celeb_a'),
+    (lambda c, t: (c.dataset.update(name='celeb_a'), c.sample_metrics.update(extractor=None)),
+     'prepare_data --dataset=celeb_a'),
+    (lambda c, t: c.dataset.update(name='celeb_a'), 'mnist-clf-v1 scores 28x28 MNIST digits'),
     (lambda c, t: c.dataset.update(data_dir=_write_damaged_mnist(t), offline_fallback=False),
      'cannot be read'),
 ])
