@@ -113,6 +113,21 @@ def test_calibration_reads_more_damage_as_a_larger_distance():
     assert weak[0] > floor[0]
 
 
+def test_calibration_names_each_column_that_does_not_grow_with_the_damage():
+  def row(what, strength, fid, kid):
+    return {'what': what, 'strength': strength, 'fid': {'a': fid}, 'kid': {'a': kid}}
+  rows = [row('test digits (the other half)', '0', 1, 1),
+          row('test digits (the other half) + Gaussian noise', 'std 0.1', 2, 0.5),
+          row('test digits (the other half), Gaussian blur', '1 px', 3, 3),
+          row('training digits', 'all classes', 1, 1),
+          row('training digits without the first k classes', 'k = 1', 5, 5),
+          row('training digits without the first k classes', 'k = 2', 4, 6)]
+  assert calibration.out_of_order(rows) == [
+      'KID in a: test digits (the other half) + Gaussian noise, std 0.1 (0.5) below 0 (1)',
+      'FID in a: training digits without the first k classes, k = 2 (4) below k = 1 (5)']
+  assert calibration.out_of_order(rows[:1] + rows[2:5]) == []
+
+
 def test_blur_keeps_the_mean_brightness_and_noise_stays_in_range():
   images = mnist.load_bundled().test.images[:20].astype('float32') / 255.0
   blurred = calibration.blurred(images, 1.5)

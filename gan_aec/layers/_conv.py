@@ -175,7 +175,7 @@ conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
 
 
 # ConvTranspose's stride-1 sub-pixel convolution runs as one patch matmul from this many output
-# features on, XLA's convolution below it (the crossover measured in docs/performance.md).
+# features on, XLA's convolution below it (docs/performance.md, "What decides the speed on CPU").
 PATCH_MATMUL_MIN_FEATURES = 16
 
 
