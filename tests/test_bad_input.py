@@ -96,11 +96,14 @@ def test_bad_input(row, finished_run, tmp_path):
 
   def fill(text):
     return re.sub(r'\b(WORKDIR|RUN|FILE|TMP)\b', lambda m: names[m.group(1)], text)
-  data_dir = os.environ['TFDS_DATA_DIR']
+  # A data dir of its own (the other test worker writes feature caches into the shared one).
+  data_dir = str(tmp_path / 'tfds')
+  shutil.copytree(os.environ['TFDS_DATA_DIR'], data_dir)
   before = {'run': _snapshot(run), 'data': _snapshot(data_dir)}
   result = subprocess.run([sys.executable, '-m', *fill(row['command']).split()], cwd=REPO,
                           capture_output=True, text=True, timeout=600, check=False,
-                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
+                               'TFDS_DATA_DIR': data_dir})
   kind, _, expected = row['outcome'].partition(': ')
   expected = fill(expected)
   assert 'Traceback' not in result.stderr and 'Exception ignored' not in result.stderr, (

@@ -78,7 +78,8 @@ def test_fallback_turned_off_fails_with_the_import_command(tmp_path):
 
 
 @pytest.mark.parametrize('flag, message', [
-    ('--config.dataset.nmae=mnist', "--config.dataset.nmae: the config has no field 'nmae'"),
+    ('--config.dataset.nmae=mnist',
+     "--config.dataset.nmae: config.dataset has no field 'nmae'. Did you mean 'name'?"),
     ('--config.num_train_steps=0', 'error: config.num_train_steps must be a positive integer'),
 ])
 def test_a_bad_flag_exits_1_with_one_message_and_creates_nothing(tmp_path, flag, message):

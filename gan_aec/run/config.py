@@ -36,6 +36,9 @@ def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
   # (8,000 train / 2,000 test) with a warning. False: stop with the offline-import command instead.
   dataset.offline_fallback = True
   dataset.download = True  # Let TFDS download when the data is missing and the server answers.
+  # Evaluate on the first this many test images only (None: the whole test split). For the smoke
+  # variants, whose evaluations would otherwise dominate a test's time; never for numbers.
+  dataset.test_images = ml_collections.FieldReference(None, field_type=int)
   # CelebA only: where the decoded, cropped and resized splits are cached as uint8 .npy files
   # (default: <data_dir>/gan_aec_cache).
   dataset.cache_dir = ml_collections.FieldReference(None, field_type=str)
@@ -130,6 +133,7 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.log_every_steps = 2
   config.eval_every_steps = 4
   config.checkpoint_every_steps = 2
+  config.dataset.test_images = 256
   return config
 
 
@@ -148,6 +152,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config[field] % num_devices:
       raise ConfigError(f'config.{field}={config[field]} is not divisible by the {num_devices} '
                         f'devices; use a multiple of {num_devices}.')
+  test_images = config.dataset.get('test_images')
+  if test_images is not None and test_images <= 0:
+    raise ConfigError(f'config.dataset.test_images must be a positive integer or None (the whole '
+                      f'test split), got {test_images}.')
   keep = config.get('keep_every_steps')
   if keep is not None and (keep <= 0 or keep % config.checkpoint_every_steps):
     raise ConfigError(f'config.keep_every_steps={keep} must be a positive multiple of '

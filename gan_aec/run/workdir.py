@@ -117,7 +117,8 @@ RESUMABLE_FIELDS = frozenset({
 RESUMABLE_PREFIXES = ('eval.', 'sample_metrics.')
 # Fields added after runs already existed, with the value those runs had without them.
 IMPLIED_DEFAULTS = {'compute_dtype': 'float32', 'num_seeds': 1,
-                    'kernel_init': 'lecun_normal', 'rmsprop_bias_correction': False}
+                    'kernel_init': 'lecun_normal', 'rmsprop_bias_correction': False,
+                    'dataset.test_images': None}
 IMPLIED_DEFAULT_PREFIXES = {'sweep.': None}  # No sweep.
 
 
