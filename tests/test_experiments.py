@@ -141,15 +141,18 @@ def test_blur_keeps_the_mean_brightness_and_noise_stays_in_range():
 def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypatch):
   monkeypatch.setattr(mnist, 'can_reach_download_server', lambda *a, **k: True)
   results = tmp_path / 'results'
+  short = dataclasses.replace(autoencoder_mnist.EXPERIMENT, quick={  # The quick mode, shorter.
+      **autoencoder_mnist.EXPERIMENT.quick, 'num_train_steps': 20, 'eval_every_steps': 10,
+      'checkpoint_every_steps': 10, 'log_every_steps': 5})
   with tfds.testing.mock_data(num_examples=400):
-    summary = autoencoder_mnist.main(autoencoder_mnist.EXPERIMENT, [
+    summary = autoencoder_mnist.main(short, [
         '--quick', f'--data_dir={tmp_path / "tfds"}', f'--runs_dir={tmp_path / "runs"}',
         f'--results_dir={results}', '--data_note=mock data'])
   out = results / 'autoencoder_mnist'
   with open(out / 'summary.json', encoding='utf-8') as f:
     assert json.load(f) == summary
   assert common.digest(summary) == summary['digest']
-  assert summary['mode'] == 'quick' and summary['steps'] == 200 and summary['num_seeds'] == 1
+  assert summary['mode'] == 'quick' and summary['steps'] == 20 and summary['num_seeds'] == 1
   assert summary['data']['source'] == 'tfds' and summary['data']['test_examples'] == 400
   assert summary['config']['dataset']['data_dir'] == '<data_dir>'  # No path of this machine.
   assert summary['code'] and all(c.startswith('0.') for c in summary['code'])
@@ -158,7 +161,7 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
   assert summary['full_mode']['steps'] == 6000
   assert summary['full_mode']['estimated_minutes_here'] > 0
   assert summary['figures'] == ['reconstructions.png'] and (out / 'reconstructions.png').exists()
-  assert '--config.num_train_steps=200' in summary['train_command']
+  assert '--config.num_train_steps=20 ' in summary['train_command']
 
   page = (results / 'README.md').read_text()
   assert '## Convolutional autoencoder on MNIST' in page
