@@ -1,2 +1,2 @@
-"""One commented `get_config(arg)` file per experiment; installed with the package as gan_aec.configs
-(so `--config=vae:smoke` works outside a checkout)."""
+"""One commented `get_config(arg)` file per experiment; installed with the package as
+gan_aec.configs (so `--config=vae:smoke` works outside a checkout)."""

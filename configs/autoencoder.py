@@ -49,11 +49,9 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 1000
   config_lib.add_loop_fields(config)
 
-  for variant in (arg.split(',') if arg else []):
-    if variant == 'celeb_a':
-      config.dataset.name = 'celeb_a'
-    elif variant == 'smoke':
-      config_lib.apply_smoke(config)
-    else:
-      raise ValueError(f'Unknown variant {variant!r} of configs/autoencoder.py; known: celeb_a, smoke.')
+  chosen = config_lib.variants(arg, ('celeb_a', 'smoke'), 'configs/autoencoder.py')
+  if 'celeb_a' in chosen:
+    config.dataset.name = 'celeb_a'
+  if 'smoke' in chosen:
+    config_lib.apply_smoke(config)
   return config

@@ -4,10 +4,10 @@ r"""The original report's DCGAN on MNIST (28x28), or on CelebA faces at 28x28 (t
   python -m gan_aec.main --config=configs/dcgan.py --workdir=runs/dcgan
 
 Variants, combinable with commas (e.g. `configs/dcgan.py:celeb_a64`):
-  celeb_a     CelebA, central 108x108 crop resized to 28x28 RGB, the original report's generator and
-              discriminator; batch 32 for one epoch of the 162,770 training faces (the report ran one
-              epoch at batch ~32). Data: `python -m gan_aec.prepare_data --dataset=celeb_a ...`
-              offline, then --config.dataset.data_dir=TFDS_DIR.
+  celeb_a     CelebA, central 108x108 crop resized to 28x28 RGB, the original report's generator
+              and discriminator; batch 32 for one epoch of the 162,770 training faces (the report
+              ran one epoch at batch ~32). Data: `python -m gan_aec.prepare_data --dataset=celeb_a
+              ...` offline, then --config.dataset.data_dir=TFDS_DIR.
   celeb_a64   CelebA at 64x64 with the DCGAN paper's layer stack (64-128-256-512 discriminator,
               mirror-image generator), batch 128 for 5 epochs: the size GAN papers report on.
   smoke       a few steps on tiny batches, for tests.
@@ -44,7 +44,10 @@ def get_config(arg=None):
   config.compute_dtype = 'float32'
   # 'non_saturating' (the original report's sigmoid cross-entropy), 'hinge' or 'least_squares'.
   config.loss = 'non_saturating'
-  config.real_label = 0.9  # The report's one-sided label smoothing of the discriminator's targets.
+  # The discriminator's target for real images. None: the report's one-sided label smoothing,
+  # 0.9, with the non-saturating loss, and 1.0 (each loss's standard form) with hinge and least
+  # squares; the run records the value it used in config.json.
+  config.real_label = ml_collections.FieldReference(None, field_type=float)
   # Exponential moving average of the generator's weights, used for samples when set (e.g. 0.999).
   config.ema_decay = ml_collections.FieldReference(None, field_type=float)
 
@@ -65,21 +68,18 @@ def get_config(arg=None):
   # of the batch, as the other models do; the DCGAN's BatchNorm and wide matmuls are faster whole).
   config.cpu_data_parallel = False
 
-  variants = arg.split(',') if arg else []
-  for variant in variants:
-    if variant in ('celeb_a', 'celeb_a64'):
-      config.dataset.name = 'celeb_a'
-      config.sample_metrics.extractor = None  # mnist-clf-v1 scores digits; bring your own.
-      if variant == 'celeb_a':
-        config.batch_size = 32
-        config.num_train_steps = CELEB_A_TRAIN_IMAGES // 32  # One epoch: 5,086 steps.
-      else:
-        config.image_size = 64
-        config.batch_size = 128
-        config.num_train_steps = 5 * (CELEB_A_TRAIN_IMAGES // 128)  # 5 epochs: 6,355 steps.
-    elif variant != 'smoke':
-      raise ValueError(f'Unknown variant {variant!r} of configs/dcgan.py; known: {VARIANTS}.')
-  if 'smoke' in variants:  # Last, whatever the order: it shrinks whatever the others set.
+  chosen = config_lib.variants(arg, VARIANTS, 'configs/dcgan.py')
+  if chosen & {'celeb_a', 'celeb_a64'}:
+    config.dataset.name = 'celeb_a'
+    config.sample_metrics.extractor = None  # mnist-clf-v1 scores digits; bring your own.
+  if 'celeb_a' in chosen:
+    config.batch_size = 32
+    config.num_train_steps = CELEB_A_TRAIN_IMAGES // 32  # One epoch: 5,086 steps.
+  if 'celeb_a64' in chosen:
+    config.image_size = 64
+    config.batch_size = 128
+    config.num_train_steps = 5 * (CELEB_A_TRAIN_IMAGES // 128)  # 5 epochs: 6,355 steps.
+  if 'smoke' in chosen:  # Last: it shrinks whatever the others set.
     config_lib.apply_smoke(config)
     config.sample_every_steps = 2
     config.sample_metrics.num_samples = 200

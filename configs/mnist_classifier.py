@@ -49,10 +49,7 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 1000
   config_lib.add_loop_fields(config)
 
-  for variant in (arg.split(',') if arg else []):
-    if variant == 'smoke':
-      config_lib.apply_smoke(config)
-      config.warmup_steps = 1
-    else:
-      raise ValueError(f'Unknown variant {variant!r} of configs/mnist_classifier.py; known: smoke.')
+  if 'smoke' in config_lib.variants(arg, ('smoke',), 'configs/mnist_classifier.py'):
+    config_lib.apply_smoke(config)
+    config.warmup_steps = 1
   return config

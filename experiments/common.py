@@ -15,7 +15,8 @@ Options:
                      over `pytorch_seeds` seeds, scored the same way; the page shows both and
                      their difference
   --data_dir=DIR     the TFDS data dir (e.g. MNIST imported with `python -m gan_aec.prepare_data`)
-  --data_note=TEXT   how the data was made, shown on the results page (e.g. "synthetic CelebA files")
+  --data_note=TEXT   how the data was made, shown on the results page (e.g. "synthetic CelebA
+                     files")
   --synthetic_data   the data is synthetic (CelebA here): a check of the pipeline, whose numbers
                      the page does not show as results
   --extractor=SPEC   the sample metrics' feature network (default: the config's; mnist-clf-v1 for
@@ -46,7 +47,7 @@ import time
 from typing import Any
 
 from gan_aec.run import (config as config_lib, cpu_devices, evaluation, loop, metric_logging,
-                         startup, workdir as run_workdir)
+                         startup, tasks, workdir as run_workdir)
 
 from experiments import results_page
 
@@ -137,7 +138,7 @@ def build_config(experiment: Experiment, args: argparse.Namespace):
     for parent in parents:
       node = node[parent]
     node[leaf] = value
-  return config, overrides
+  return tasks.resolve_defaults(config), overrides
 
 
 DATA_DIR_PLACEHOLDER = '<data_dir>'  # Where a user's own copy of the data lies: not ours to record.
@@ -155,7 +156,8 @@ def _rel(path: str) -> str:
   """A path relative to the repository; outside it, only its last component (never a machine's
   absolute path in a committed file)."""
   rel = os.path.relpath(path, REPO)
-  return os.path.join('<outside the repository>', os.path.basename(path)) if rel.startswith('..') else rel
+  return (os.path.join('<outside the repository>', os.path.basename(path)) if rel.startswith('..')
+          else rel)
 
 
 def _shareable(saved: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,8 @@ EXPERIMENT = Experiment(
     figures=('samples.png', 'progress_strip.png'),
     train_metrics=('d_loss', 'g_loss', 'd_real', 'd_fake'),
     sample_metrics=True,
-    original_report='one epoch (~6,330 steps of batch ~32, ~20 min on a GPU): D loss about 1.2 and G loss '
-                'about 0.8 near the end, and a grid of 28x28 face samples.',
+    original_report='one epoch (~6,330 steps of batch ~32, ~20 min on a GPU): D loss about 1.2 and '
+                'G loss about 0.8 near the end, and a grid of 28x28 face samples.',
     original_numbers={'d_loss': 1.2, 'g_loss': 0.8})
 
 if __name__ == '__main__':

@@ -33,7 +33,8 @@ def ship(workdir: str) -> str:
   returns their description (name and hash)."""
   from gan_aec.run import checkpointing, workdir as run_workdir  # pylint: disable=g-import-not-at-top
   directory = run_workdir.Layout(workdir).checkpoints
-  state = checkpointing.restore_on_one_device(directory, checkpointing.committed_steps(directory)[-1])
+  state = checkpointing.restore_on_one_device(directory,
+                                              checkpointing.committed_steps(directory)[-1])
   path = os.path.join(common.REPO, 'gan_aec', 'classifier', shipped.WEIGHTS_FILE)
   with open(path, 'wb') as f:
     f.write(shipped.to_bytes(state['params']))

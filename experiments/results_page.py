@@ -15,8 +15,8 @@ from typing import Any
 
 ORDER = ('calibration', 'autoencoder_mnist', 'denoising_autoencoder_mnist', 'vae_mnist',
          'mnist_classifier', 'dcgan_mnist', 'dcgan_celeb_a', 'dcgan_celeb_a64')
-SAMPLE_METRIC_NAMES = ('fid', 'kid', 'kid_subsets_std', 'precision', 'recall', 'density', 'coverage',
-                       'classes_covered', 'mean_confidence', 'classifier_score')
+SAMPLE_METRIC_NAMES = ('fid', 'kid', 'kid_subsets_std', 'precision', 'recall', 'density',
+                       'coverage', 'classes_covered', 'mean_confidence', 'classifier_score')
 SAMPLE_COLUMNS = ('fid', 'kid', 'precision', 'recall', 'density', 'coverage', 'classes_covered',
                   'mean_confidence')
 

@@ -1,4 +1,5 @@
-r"""Times each model's jitted train step and the input pipeline, against the machine's matmul ceiling.
+r"""Times each model's jitted train step and the input pipeline, against the machine's matmul
+ceiling.
 
   python -m gan_aec.benchmark                       # every model, at its config's batch size
   python -m gan_aec.benchmark --model=dcgan --batch_size=256 --steps=20 --json
@@ -48,9 +49,9 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object per model instea
 _PIPELINE = flags.DEFINE_bool('pipeline', True, 'Also time the input pipelines.')
 _PYTORCH = flags.DEFINE_bool('pytorch', False, 'Also time the same models in eager PyTorch '
                              '(needs torch and the repository\'s pytorch_port/ folder).')
-_NUM_SEEDS = flags.DEFINE_list('num_seeds', ['1'], 'Replicas trained as one program (config.num_seeds); '
-                                'several, e.g. 1,2,4,8, give a row each. images/s counts every '
-                                "replica's images.")
+_NUM_SEEDS = flags.DEFINE_list('num_seeds', ['1'], 'Replicas trained as one program '
+                                '(config.num_seeds); several, e.g. 1,2,4,8, give a row each. '
+                                "images/s counts every replica's images.")
 _PROFILE = flags.DEFINE_bool('profile', False, 'Also print where each step spends its time, '
                              'by kind of op (XLA:CPU op tracing; gan_aec.run.profiling).')
 _CELEB_A_IMAGES = flags.DEFINE_integer('celeb_a_images', 2000, 'Synthetic JPEGs for the CelebA '

@@ -21,8 +21,8 @@ from gan_aec import errors
 from gan_aec.run import evaluation, workdir as run_workdir
 
 flags.DEFINE_string('workdir', None, 'The run to evaluate.', required=True)
-flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (lowest FID during training), a step, "
-                    'or several separated by commas, e.g. latest,best.')
+flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (lowest FID during training), "
+                    'a step, or several separated by commas, e.g. latest,best.')
 flags.DEFINE_string('extractor', None, 'mnist-clf-v1 (the shipped MNIST network), a classifier '
                     "workdir or python:module:function; default: the run's "
                     'config.sample_metrics.extractor, and mnist-clf-v1 for MNIST runs without one.')

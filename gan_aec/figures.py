@@ -46,8 +46,8 @@ def save_image_rows(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[
     The path written.
   """
   num_rows, num_cols = len(rows), len(rows[0])
-  fig, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * 0.9 + 1.2, num_rows * 0.95 + 0.4),
-                           squeeze=False)
+  fig, axes = plt.subplots(num_rows, num_cols,
+                           figsize=(num_cols * 0.9 + 1.2, num_rows * 0.95 + 0.4), squeeze=False)
   for r, (row, row_title) in enumerate(zip(rows, row_titles)):
     for c in range(num_cols):
       ax = axes[r, c]

@@ -17,7 +17,6 @@ the current step is saved.
 """
 
 import logging as std_logging
-import re
 import sys
 import time
 
@@ -68,14 +67,14 @@ def main(argv):
     handler.addFilter(_QuietLibraries())
   config = flags.FLAGS.config
   distributed = _DISTRIBUTED.value or _COORDINATOR.value
-  if distributed:
-    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                           _SHUTDOWN_TIMEOUT.value)
-  else:
-    cpu_devices.split_for_configs([config])  # One CPU device per core (before JAX starts).
-  logging.info('JAX: process %d of %d, devices %s', jax.process_index(), jax.process_count(),
-               jax.devices())
-  try:
+  try:  # Everything a user's input can stop ends in one `error:` line.
+    if distributed:
+      initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                             _SHUTDOWN_TIMEOUT.value)
+    else:
+      cpu_devices.split_for_configs([config])  # One CPU device per core (before JAX starts).
+    logging.info('JAX: process %d of %d, devices %s', jax.process_index(), jax.process_count(),
+                 jax.devices())
     loop.train_and_evaluate(config, _WORKDIR.value)
   except errors.UserError as e:
     _finish_distributed(distributed)
@@ -129,30 +128,30 @@ def _resolve_config(argv: list[str]) -> list[str]:
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with one-line messages for a config that does not exist, a variant it
-  does not know (the config raises ValueError) and an override of a field that does not exist
-  (ml_collections raises a bare AttributeError / KeyError naming only the field)."""
+  """absl's flag parsing, after our own checks of what it would otherwise report as a traceback:
+  a config that does not exist, a variant it does not know, an override of a field it does not
+  have or with a value of another type (gan_aec.run.config.check_override)."""
   given = next((a for a in argv if a.startswith('--config=')), '--config')
   argv = _resolve_config(argv)
+  spec = next((a[len('--config='):] for a in argv if a.startswith('--config=')), None)
+  if spec is not None:
+    path, _, variants = spec.partition(':')
+    try:
+      config = run_config.load_config(path, variants or None)
+    except (ValueError, errors.ConfigError) as e:  # A config raises ValueError for a variant.
+      _fail(f'{given}: {e}')
+    for arg in argv:
+      if arg.startswith('--config.'):
+        name, has_value, text = arg[len('--config.'):].partition('=')
+        problem = run_config.check_override(config, name, text if has_value else None)
+        if problem:
+          _fail(problem)
   try:
     return flags.FLAGS(argv)
-  except (ValueError, flags.Error) as e:
-    # The config's own ValueError (e.g. an unknown variant), under ml_collections' and absl's
-    # wrappers that add the whole traceback: its last line is the message.
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    message = next((line.split(': ', 1)[1] for line in reversed(lines)
-                    if line.startswith(('ValueError: ', 'KeyError: '))), lines[-1] if lines else e)
-    _fail(message if str(message).startswith('flag --') else f'{given}: {message}')
-  except (AttributeError, KeyError) as e:
-    text = str(e).replace('\\', '')
-    name = re.search(r"'([A-Za-z_]\w*)'", text)
-    field = name.group(1) if name else text
-    overrides = [a.split('=')[0] for a in argv
-                 if a.startswith('--config.') and re.search(rf'\.{re.escape(field)}(\.|=|$)', a)]
-    hint = re.search(r'Did you mean "(\w+)"', text)
-    _fail(f'{overrides[0] if overrides else "a --config. override"}: the config has no field '
-          f'{field!r}.{f" Did you mean {hint.group(1)!r}?" if hint else ""} Overrides can only '
-          'set fields the config file defines (see the config file, or a run\'s config.json).')
+  except (flags.Error, ValueError, AttributeError, KeyError, TypeError) as e:
+    # Anything the checks above did not foresee: its first line, without a traceback.
+    first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    _fail(first if first.startswith(('flag --', '--')) else f'{given}: {first}')
 
 
 def run():

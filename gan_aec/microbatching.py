@@ -4,9 +4,9 @@ On XLA:CPU a conv net's forward and backward passes over 200 MNIST images run 1.
 passes over 8 images whose gradients are summed: each pass keeps its activations in the L2 cache.
 The result is the full batch's gradient (up to float32 summation order), so this is only valid for
 losses that are sums over examples: no BatchNorm or other cross-example statistics. With the batch
-sharded over several devices (one per core, gan_aec.run.cpu_devices), each device micro-batches its own
-shard at the same time. On GPUs and TPUs
-the whole batch at once is faster; `resolve_microbatch_size` picks per platform.
+sharded over several devices (one per core, gan_aec.run.cpu_devices), each device micro-batches its
+own shard at the same time. On GPUs and TPUs the whole batch at once is faster;
+`resolve_microbatch_size` picks per platform.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def resolve_microbatch_size(microbatch_size: int | None) -> int | None:
   if microbatch_size is None:
     return CPU_MICROBATCH_SIZE if jax.default_backend() == 'cpu' else None
   if microbatch_size <= 0:
-    raise ValueError(f'microbatch_size must be positive or None (automatic), got {microbatch_size}.')
+    raise ValueError(f'microbatch_size must be positive or None (automatic), '
+                     f'got {microbatch_size}.')
   return microbatch_size
 
 

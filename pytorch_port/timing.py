@@ -1,4 +1,5 @@
-r"""Training speed of the PyTorch port on this machine, timed by `python -m gan_aec.benchmark --pytorch`.
+"""Training speed of the PyTorch port on this machine, timed by \
+`python -m gan_aec.benchmark --pytorch`.
 
   python -m pytorch_port.timing --model=vae --batch_size=16 --steps=10 --repeats=3 --threads=1
 

@@ -2,7 +2,8 @@ r"""Trains gan_aec's models in eager PyTorch on the same digits, in the same bat
 scores them with the same test metrics: the reference our numbers are compared with.
 
   python -m pytorch_port.train --model=vae --seeds=0-7 --steps=3000
-  python -m pytorch_port.train --model=denoising_autoencoder --seeds=0-7 --steps=2000 --json=out.jsonl
+  python -m pytorch_port.train --model=denoising_autoencoder --seeds=0-7 --steps=2000 \
+      --json=out.jsonl
   python -m pytorch_port.train --model=dcgan --seeds=0-1 --steps=2000
 
 Data: the MNIST digits gan_aec trains on when it has no TFDS copy (the bundled 8,000 train / 2,000

@@ -13,6 +13,10 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 # passes cost more than they save (the quick tier of the autoencoder: 130 s -> 76 s). Tests compare
 # runs made the same way, and hand computations to float tolerance; speed is the benchmark's.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
+# TFDS's default data dir: an empty folder of this session, so that runs which name no data dir
+# train on the bundled digits (as on a fresh offline machine), whatever this machine has in
+# ~/tensorflow_datasets. (A data dir a run names must hold its dataset.)
+os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='gan_aec_tests_tfds_'))
 # gs:// paths through gcsfs (the `gcs` extra), which the bucket test points at a local emulator;
 # with TensorFlow installed etils would otherwise pick TensorFlow's GCS client, once per process.
 os.environ.setdefault('EPATH_USE_TF', 'false')

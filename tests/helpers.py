@@ -15,7 +15,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent  # The checkout the tests 
 
 
 def write_idx(path: str, array: np.ndarray) -> str:
-  """Writes a uint8 array as an IDX file (gzipped when path ends in .gz): 3-D images or 1-D labels."""
+  """Writes a uint8 array as an IDX file (gzipped when path ends in .gz): 3-D images or 1-D
+  labels."""
   magic = 2051 if array.ndim == 3 else 2049
   data = struct.pack('>' + 'I' * (1 + array.ndim), magic, *array.shape) + array.astype(
       np.uint8).tobytes()
@@ -141,8 +142,12 @@ def assert_same_run(a, b, *, skip_eval_at=()):
   records_b = scalar_records(b)
   keys_a, keys_b = [sorted(r) for r in records_a], [sorted(r) for r in records_b]
   assert keys_a == keys_b, next(
-      ((i, ra, rb) for i, (ra, rb) in enumerate(zip(records_a, records_b)) if sorted(ra) != sorted(rb)),
+      ((i, ra, rb) for i, (ra, rb) in enumerate(zip(records_a, records_b))
+       if sorted(ra) != sorted(rb)),
       (len(records_a), len(records_b)))
   for ra, rb in zip(records_a, records_b):
     for key in ra:
-      np.testing.assert_allclose(ra[key], rb[key], rtol=1e-3, atol=1e-5, err_msg=key)
+      if isinstance(ra[key], str):  # E.g. eval_extractor, the feature network's name.
+        assert ra[key] == rb[key], key
+      else:
+        np.testing.assert_allclose(ra[key], rb[key], rtol=1e-3, atol=1e-5, err_msg=key)

@@ -111,7 +111,6 @@ def test_ema_follows_the_generator(task_and_state):
 @pytest.mark.slow
 def test_smoke_run_writes_samples_from_fixed_noise_and_resumes(tmp_path):
   config = config_lib.load_config('dcgan', 'smoke')
-  config.dataset.data_dir = str(tmp_path / 'empty_tfds')
   config.dataset.download = False
   workdir = str(tmp_path / 'run')
   final = loop.train_and_evaluate(config, workdir)

@@ -6,6 +6,8 @@ import importlib
 import json
 import math
 import os
+import sys
+import types
 
 import pytest
 import tensorflow_datasets as tfds
@@ -13,6 +15,7 @@ import tensorflow_datasets as tfds
 from experiments import autoencoder_mnist, calibration, common, results_page
 from gan_aec.data import mnist
 from gan_aec.run import config as config_lib, workdir as run_workdir
+import pytorch_port
 
 RESULTS = os.path.join(common.REPO, 'experiments', 'results')
 # Fields that do not change a run's numbers: where the data lie, how often it logs or saves.
@@ -85,7 +88,8 @@ def test_the_standard_protocol_is_what_the_page_says():
   config, _ = common.build_config(vae_mnist.EXPERIMENT, common.parse_args([]))
   assert config.num_seeds == 8 and config.num_train_steps == 3000
   full, _ = common.build_config(vae_mnist.EXPERIMENT, common.parse_args(['--full']))
-  assert full.num_seeds == 1 and full.num_train_steps == config_lib.load_config('vae').num_train_steps
+  assert full.num_seeds == 1
+  assert full.num_train_steps == config_lib.load_config('vae').num_train_steps
 
 
 def test_calibration_reads_more_damage_as_a_larger_distance():
@@ -109,6 +113,21 @@ def test_calibration_reads_more_damage_as_a_larger_distance():
     assert weak[0] > floor[0]
 
 
+def test_calibration_names_each_column_that_does_not_grow_with_the_damage():
+  def row(what, strength, fid, kid):
+    return {'what': what, 'strength': strength, 'fid': {'a': fid}, 'kid': {'a': kid}}
+  rows = [row('test digits (the other half)', '0', 1, 1),
+          row('test digits (the other half) + Gaussian noise', 'std 0.1', 2, 0.5),
+          row('test digits (the other half), Gaussian blur', '1 px', 3, 3),
+          row('training digits', 'all classes', 1, 1),
+          row('training digits without the first k classes', 'k = 1', 5, 5),
+          row('training digits without the first k classes', 'k = 2', 4, 6)]
+  assert calibration.out_of_order(rows) == [
+      'KID in a: test digits (the other half) + Gaussian noise, std 0.1 (0.5) below 0 (1)',
+      'FID in a: training digits without the first k classes, k = 2 (4) below k = 1 (5)']
+  assert calibration.out_of_order(rows[:1] + rows[2:5]) == []
+
+
 def test_blur_keeps_the_mean_brightness_and_noise_stays_in_range():
   images = mnist.load_bundled().test.images[:20].astype('float32') / 255.0
   blurred = calibration.blurred(images, 1.5)
@@ -122,23 +141,27 @@ def test_blur_keeps_the_mean_brightness_and_noise_stays_in_range():
 def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypatch):
   monkeypatch.setattr(mnist, 'can_reach_download_server', lambda *a, **k: True)
   results = tmp_path / 'results'
+  short = dataclasses.replace(autoencoder_mnist.EXPERIMENT, quick={  # The quick mode, shorter.
+      **autoencoder_mnist.EXPERIMENT.quick, 'num_train_steps': 20, 'eval_every_steps': 10,
+      'checkpoint_every_steps': 10, 'log_every_steps': 5})
   with tfds.testing.mock_data(num_examples=400):
-    summary = autoencoder_mnist.main(autoencoder_mnist.EXPERIMENT, [
+    summary = autoencoder_mnist.main(short, [
         '--quick', f'--data_dir={tmp_path / "tfds"}', f'--runs_dir={tmp_path / "runs"}',
         f'--results_dir={results}', '--data_note=mock data'])
   out = results / 'autoencoder_mnist'
   with open(out / 'summary.json', encoding='utf-8') as f:
     assert json.load(f) == summary
   assert common.digest(summary) == summary['digest']
-  assert summary['mode'] == 'quick' and summary['steps'] == 200 and summary['num_seeds'] == 1
+  assert summary['mode'] == 'quick' and summary['steps'] == 20 and summary['num_seeds'] == 1
   assert summary['data']['source'] == 'tfds' and summary['data']['test_examples'] == 400
   assert summary['config']['dataset']['data_dir'] == '<data_dir>'  # No path of this machine.
   assert summary['code'] and all(c.startswith('0.') for c in summary['code'])
   assert summary['train_wall_s'] > 0
   assert math.isfinite(summary['metrics']['eval_loss']) and 'loss' in summary['metrics']
-  assert summary['full_mode']['steps'] == 6000 and summary['full_mode']['estimated_minutes_here'] > 0
+  assert summary['full_mode']['steps'] == 6000
+  assert summary['full_mode']['estimated_minutes_here'] > 0
   assert summary['figures'] == ['reconstructions.png'] and (out / 'reconstructions.png').exists()
-  assert '--config.num_train_steps=200' in summary['train_command']
+  assert '--config.num_train_steps=20 ' in summary['train_command']
 
   page = (results / 'README.md').read_text()
   assert '## Convolutional autoencoder on MNIST' in page
@@ -152,20 +175,23 @@ def test_quick_autoencoder_experiment_writes_results_and_page(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_a_many_seed_experiment_with_pytorch_rows(tmp_path, monkeypatch):
-  from pytorch_port import train as port  # pylint: disable=g-import-not-at-top
   calls = []
 
   def fake_port(model, seed, steps):  # The port's own test checks its training; here the rows.
     calls.append(seed)
     return {'model': model, 'seed': seed, 'steps': steps, 'eval_loss': 0.2 + 0.01 * seed,
             'eval_psnr': 14.0, 'train_wall_s': 1.0}
-  monkeypatch.setattr(port, 'train_seed', fake_port)
+  # The port in place of pytorch_port.train, which needs torch (not part of the test install).
+  port = types.ModuleType('pytorch_port.train')
+  port.train_seed = fake_port
+  monkeypatch.setitem(sys.modules, 'pytorch_port.train', port)
+  monkeypatch.setattr(pytorch_port, 'train', port, raising=False)
   results = tmp_path / 'results'
   short = dataclasses.replace(autoencoder_mnist.EXPERIMENT, quick={  # A few steps suffice here.
       'num_train_steps': 10, 'eval_every_steps': 10, 'checkpoint_every_steps': 10,
       'log_every_steps': 5, 'batch_size': 16}, pytorch_seeds=3)
-  argv = ['--quick', '--num_seeds=2', '--pytorch', f'--data_dir={tmp_path / "empty_tfds"}',
-          f'--runs_dir={tmp_path / "runs"}', f'--results_dir={results}']
+  argv = ['--quick', '--num_seeds=2', '--pytorch', f'--runs_dir={tmp_path / "runs"}',
+          f'--results_dir={results}']
   summary = autoencoder_mnist.main(short, argv)
   assert summary['num_seeds'] == 2 and len(summary['metrics']['eval_loss_per_replica']) == 2
   assert summary['figures'] == ['reconstructions.png']

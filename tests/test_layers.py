@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gan_aec import layers
+from gan_aec.layers import _conv
 
 
 def _value_and_input_grad(fn, x, cotangent_seed=1):
@@ -71,7 +72,8 @@ def _compare_with_flax(ours_module, flax_module, x):
     module = (ours_module, flax_module)[module_index]
     out = module.apply(params, x)
     cotangent = jax.random.normal(jax.random.key(2), out.shape)
-    grads = jax.grad(lambda p, x: jnp.sum(module.apply(p, x) * cotangent), argnums=(0, 1))(params, x)
+    grads = jax.grad(lambda p, x: jnp.sum(module.apply(p, x) * cotangent),
+                     argnums=(0, 1))(params, x)
     return out, grads
 
   ours = value_and_grads(params, x, 0)
@@ -126,8 +128,8 @@ def test_few_output_taps_layers_match_flax(module_class, kernel, size, in_featur
   flax_class = nn.Conv if module_class is layers.Conv else nn.ConvTranspose
   _compare_with_flax(module_class(1, (kernel, kernel), strides=strides, implementation='fast'),
                      flax_class(1, (kernel, kernel), strides=strides, padding='SAME'), x)
-  assert 'convolution' not in jax.jit(module_class(1, (kernel, kernel), strides=strides).init).lower(
-      jax.random.key(0), x).as_text()
+  init = jax.jit(module_class(1, (kernel, kernel), strides=strides).init)
+  assert 'convolution' not in init.lower(jax.random.key(0), x).as_text()
 
 
 def _convolution_windows(module, x):
@@ -157,20 +159,17 @@ def test_fast_layers_compile_to_plain_stride_one_convolutions(module_class):
 
 
 @pytest.mark.parametrize('kernel,size', [(3, (7, 7)), (5, (14, 14)), (5, (5, 6))])
-def test_space_to_depth_strided_conv_matches_lax(kernel, size):
-  """conv_stride2, the other dilation-free form of a stride-2 convolution, kept in layers."""
+def test_patch_matmul_strided_conv_matches_lax(kernel, size):
+  """Conv's stride-2 form (one matmul of the input's patches): values and both gradients."""
   x = jax.random.normal(jax.random.key(0), (2, *size, 6))
   w = jax.random.normal(jax.random.key(1), (kernel, kernel, 6, 8))
-  ref = jax.lax.conv_general_dilated(x, w, (2, 2), 'SAME',
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  chex.assert_trees_all_close(layers.conv_stride2(x, w), ref, atol=1e-4)
-  chex.assert_trees_all_close(layers.conv_stride2_patches(x, w), ref, atol=1e-4)
-  # Both gradients too (the space-to-depth kernel's custom gradient, _rearrange_by_phases).
-  cotangent = jax.random.normal(jax.random.key(2), ref.shape)
-  grads = lambda conv: jax.grad(lambda x, w: jnp.sum(conv(x, w) * cotangent), (0, 1))(x, w)
   lax_conv = lambda x, w: jax.lax.conv_general_dilated(
       x, w, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  chex.assert_trees_all_close(grads(layers.conv_stride2), grads(lax_conv), atol=1e-3)
+  ref = lax_conv(x, w)
+  chex.assert_trees_all_close(_conv.conv_stride2_patches(x, w), ref, atol=1e-4)
+  cotangent = jax.random.normal(jax.random.key(2), ref.shape)
+  grads = lambda conv: jax.grad(lambda x, w: jnp.sum(conv(x, w) * cotangent), (0, 1))(x, w)
+  chex.assert_trees_all_close(grads(_conv.conv_stride2_patches), grads(lax_conv), atol=1e-3)
 
 
 def test_dropout_keeps_the_rate_is_unbiased_and_is_off_when_deterministic():
@@ -189,7 +188,7 @@ def test_dropout_keeps_the_rate_is_unbiased_and_is_off_when_deterministic():
 
 
 # --------------------------------------------------------------------------------------------------
-# Many replicas: the layers under jax.vmap over a batch of kernels (gan_aec.layers.per_replica).
+# Many replicas: the layers under jax.vmap over a batch of kernels (layers._conv.per_replica).
 # --------------------------------------------------------------------------------------------------
 
 REPLICA_LAYERS = [(layers.Conv, 1, 3), (layers.Conv, 2, 3), (layers.Conv, 1, 5),

@@ -17,7 +17,7 @@ REPO = str(helpers.REPO)
 def run_main(workdir, *flags):
   """Runs main on the smoke autoencoder config with an empty TFDS dir and no download."""
   command = [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
-             f'--workdir={workdir}', f'--config.dataset.data_dir={workdir}_empty_tfds',
+             f'--workdir={workdir}',
              '--config.dataset.download=False', *flags]
   return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                         check=False, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
@@ -78,7 +78,8 @@ def test_fallback_turned_off_fails_with_the_import_command(tmp_path):
 
 
 @pytest.mark.parametrize('flag, message', [
-    ('--config.dataset.nmae=mnist', "--config.dataset.nmae: the config has no field 'nmae'"),
+    ('--config.dataset.nmae=mnist',
+     "--config.dataset.nmae: config.dataset has no field 'nmae'. Did you mean 'name'?"),
     ('--config.num_train_steps=0', 'error: config.num_train_steps must be a positive integer'),
 ])
 def test_a_bad_flag_exits_1_with_one_message_and_creates_nothing(tmp_path, flag, message):

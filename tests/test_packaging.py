@@ -53,7 +53,8 @@ def test_an_installed_wheel_trains_and_benchmarks_outside_the_repository(wheel, 
   python = venv / 'bin' / 'python'
   # The dependencies come from this environment (a .pth file), so that the test needs no
   # download; gan_aec itself only from the wheel, installed without its source tree.
-  site = subprocess.run([str(python), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+  site = subprocess.run([str(python), '-c',
+                         'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
                         capture_output=True, text=True, check=True).stdout.strip()
   pathlib.Path(site, 'dependencies.pth').write_text(sysconfig.get_paths()['purelib'] + '\n',
                                                      encoding='utf-8')
@@ -68,7 +69,7 @@ def test_an_installed_wheel_trains_and_benchmarks_outside_the_repository(wheel, 
   assert where.stdout.strip().startswith(site), where.stdout  # Not the checkout's copy.
   train = subprocess.run(
       [str(python), '-m', 'gan_aec.main', '--config=vae:smoke', '--workdir=run',
-       f'--config.dataset.data_dir={tmp_path / "empty_tfds"}', '--config.dataset.download=False'],
+       '--config.dataset.download=False'],
       cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900, check=False)
   assert train.returncode == 0, train.stderr[-3000:]
   assert (elsewhere / 'run' / 'figures' / 'manifold.png').exists()

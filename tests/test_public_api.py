@@ -256,8 +256,8 @@ DROP_IN_KWARGS = [
     dict(features=8, kernel_size=(3, 3)),
     dict(features=8, kernel_size=(5, 5), strides=(2, 2), padding='SAME'),
     dict(features=4, kernel_size=(4, 4), strides=2, use_bias=False),
-    dict(features=6, kernel_size=(3, 3), strides=(2, 2), kernel_init=nn.initializers.xavier_uniform(),
-         bias_init=nn.initializers.normal(0.1)),
+    dict(features=6, kernel_size=(3, 3), strides=(2, 2),
+         kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.normal(0.1)),
 ]
 
 

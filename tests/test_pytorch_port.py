@@ -12,7 +12,7 @@ from gan_aec.data import mnist
 from gan_aec.data.batching import to_float
 
 torch = pytest.importorskip('torch')
-from pytorch_port import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pytorch_port import models  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture(scope='module')
@@ -27,7 +27,8 @@ def test_same_padding_layers_match_lax():
     kernel = conv.weight.detach().numpy().transpose(2, 3, 1, 0)
     want = jax.lax.conv_general_dilated(x, kernel, (stride, stride), 'SAME',
                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    got = conv(models.to_nchw(x)).detach().numpy().transpose(0, 2, 3, 1) - conv.bias.detach().numpy()
+    got = (conv(models.to_nchw(x)).detach().numpy().transpose(0, 2, 3, 1)
+           - conv.bias.detach().numpy())
     assert got.shape == (2, size, size, 4)
     np.testing.assert_allclose(got, want, atol=1e-5)
   for k in (3, 5):
@@ -89,7 +90,8 @@ def test_dcgan_and_classifier_ports_compute_our_functions(images):
   d_vars = discriminator.init(jax.random.key(1), images[:4] * 2 - 1, train=False)
   # Non-trivial running statistics, so that inference mode's use of them is checked too.
   g_vars = {'params': g_vars['params'], 'batch_stats': jax.tree.map(
-      lambda x: x + 0.1 * np.random.default_rng(2).random(x.shape, np.float32), g_vars['batch_stats'])}
+      lambda x: x + 0.1 * np.random.default_rng(2).random(x.shape, np.float32),
+      g_vars['batch_stats'])}
   port_g = models.load_flax_params(models.Generator(), jax.device_get(g_vars['params']),
                                    jax.device_get(g_vars['batch_stats'])).eval()
   port_d = models.load_flax_params(models.Discriminator(), jax.device_get(d_vars['params']),
@@ -99,7 +101,8 @@ def test_dcgan_and_classifier_ports_compute_our_functions(images):
     port_fake = port_g(torch.from_numpy(z)).numpy().transpose(0, 2, 3, 1)
     port_logits = port_d(models.to_nchw(fake)).numpy()
   np.testing.assert_allclose(port_fake, fake, atol=1e-4)
-  np.testing.assert_allclose(port_logits, np.asarray(discriminator.apply(d_vars, fake, train=False)),
+  np.testing.assert_allclose(port_logits,
+                             np.asarray(discriminator.apply(d_vars, fake, train=False)),
                              rtol=1e-4, atol=1e-4)
 
   model = classifier.Classifier(conv_features=((32, 32), (64, 64), ()))

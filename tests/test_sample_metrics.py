@@ -48,8 +48,9 @@ def test_kid_is_the_unbiased_mmd_of_a_brute_force_double_loop():
   x, y = rng.normal(size=(7, 3)), rng.normal(size=(9, 3)) + 0.5
   np.testing.assert_allclose(sample_metrics.mmd2_unbiased(x, y), _mmd2_brute_force(x, y),
                              rtol=1e-10)
-  # Each subset holds 3 points of each set (half the smaller one, 7 // 2): the mean of the subsets' unbiased
-  # estimates, and a spread that is not 0 (subsets as large as the sets would all be the same).
+  # Each subset holds 3 points of each set (half the smaller one, 7 // 2): the mean of the subsets'
+  # unbiased estimates, and a spread that is not 0 (subsets as large as the sets would all be the
+  # same).
   rng_subsets = np.random.default_rng(0)
   expected = [_mmd2_brute_force(x[rng_subsets.choice(7, 3, replace=False)],
                                 y[rng_subsets.choice(9, 3, replace=False)]) for _ in range(3)]

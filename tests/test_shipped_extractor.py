@@ -63,7 +63,6 @@ def test_mnist_runs_default_to_it_and_celeb_a_runs_do_not():
 def test_a_bare_dcgan_run_reports_sample_metrics_named_by_the_network(tmp_path):
   from gan_aec.run import loop, metric_logging  # pylint: disable=g-import-not-at-top
   config = config_lib.load_config('dcgan', 'smoke')  # Its defaults, but for the size.
-  config.dataset.data_dir = str(tmp_path / 'empty_tfds')
   config.dataset.download = False
   final = loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert np.isfinite(final['eval_fid']) and 0 <= final['eval_precision'] <= 1

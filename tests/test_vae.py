@@ -11,6 +11,7 @@ import optax
 import pytest
 import tensorflow_datasets as tfds
 
+from gan_aec.classifier import shipped
 from gan_aec import train_state, vae
 from gan_aec.data import mnist
 from gan_aec.data import batching
@@ -183,7 +184,8 @@ def test_smoke_run_under_mock_data_writes_every_figure(tmp_path, monkeypatch):
   workdir = str(tmp_path / 'run')
   with tfds.testing.mock_data(num_examples=64):
     final = loop.train_and_evaluate(config, workdir)
-  assert set(final) == {'eval_neg_elbo', 'eval_recon', 'eval_kl', 'eval_iwae_nll'}
+  assert {'eval_neg_elbo', 'eval_recon', 'eval_kl', 'eval_iwae_nll', 'eval_fid'} <= set(final)
+  assert final['eval_extractor'] == f'{shipped.NAME} sha256:{shipped.DIGEST}'  # The default.
   np.testing.assert_allclose(final['eval_neg_elbo'], final['eval_recon'] + final['eval_kl'],
                              rtol=1e-5)
   for name in ('latent_scatter', 'manifold', 'samples', 'reconstructions', 'interpolation'):

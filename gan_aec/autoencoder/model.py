@@ -1,12 +1,14 @@
-"""The report's convolutional autoencoder as a Flax module (both the plain and the denoising widths).
+"""The report's convolutional autoencoder as a Flax module (both the plain and the denoising
+widths).
 
 Encoder: three Conv(3x3, SAME, relu) each followed by a 2x2 max pool (28 -> 14 -> 7 -> 4).
-Decoder: nearest resize to 7, 14 and 28, each followed by Conv(3x3, relu), then Conv(1, 3x3) logits.
+Decoder: nearest resize to 7, 14 and 28, each followed by Conv(3x3, relu), then Conv(1, 3x3)
+logits.
   - autoencoder:           encoder 16-8-8,  decoder 8-8-16   (code 4x4x8 = 128 values)
   - denoising autoencoder: encoder 32-32-16, decoder 16-32-32 (code 4x4x16)
 The report's denoising graph fed conv4 (not conv5) to the last upsample, leaving conv5 dead; this
-module always wires the decoder in sequence. Kernels start from `kernel_init` ('glorot_uniform', TF1's
-`tf.layers.conv2d` default in the report, or 'lecun_normal', Flax's default); biases at zero.
+module always wires the decoder in sequence. Kernels start from `kernel_init` ('glorot_uniform',
+TF1's `tf.layers.conv2d` default in the report, or 'lecun_normal', Flax's default); biases at zero.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class ConvAutoencoder(nn.Module):
              'lecun_normal': nn.initializers.lecun_normal()}
     if self.kernel_init not in inits:
       raise ValueError(f'kernel_init must be one of {sorted(inits)}, got {self.kernel_init!r}.')
-    conv = functools.partial(layers.Conv, kernel_size=(3, 3), implementation=self.conv_implementation,
+    conv = functools.partial(layers.Conv, kernel_size=(3, 3),
+                             implementation=self.conv_implementation,
                              kernel_init=inits[self.kernel_init], dtype=self.dtype)
     self.encoder_convs = [conv(f, name=f'encoder_conv{i}')
                           for i, f in enumerate(self.encoder_features)]

@@ -84,10 +84,17 @@ def load(dataset: Any, image_size: int) -> Data:
   """The train and test splits of the config's `dataset` block at image_size (uint8, on the host).
 
   Args:
-    dataset: the config's `dataset` block (name, data_dir, download, offline_fallback, cache_dir).
+    dataset: the config's `dataset` block (name, data_dir, download, offline_fallback, cache_dir;
+      test_images: keep only the first this many test images).
     image_size: the square size the model trains at.
   """
-  return get(dataset.name, image_size).loader(dataset, image_size)
+  data = get(dataset.name, image_size).loader(dataset, image_size)
+  limit = dataset.get('test_images')
+  if limit:  # The first `limit` test images (config.dataset.test_images).
+    test = data.test
+    data = dataclasses.replace(data, test=Split(
+        test.images[:limit], None if test.labels is None else test.labels[:limit]))
+  return data
 
 
 def default_cache_dir(data_dir: str | None) -> str:

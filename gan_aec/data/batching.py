@@ -38,7 +38,8 @@ class TrainBatches:
       raise ValueError(f'batch_size {batch_size} is larger than the training split '
                        f'({len(split)} images). Lower --config.batch_size.')
     if batch_size % process_count:
-      raise ValueError(f'batch_size {batch_size} is not divisible by the {process_count} processes.')
+      raise ValueError(f'batch_size {batch_size} is not divisible by the {process_count} '
+                       'processes.')
     self.split = split
     self.batch_size = batch_size
     self.seed = seed
@@ -109,6 +110,7 @@ def map_in_batches(fn: Callable[[np.ndarray], Any], inputs: np.ndarray, batch_si
     out = fn(chunk)
     parts = out if isinstance(out, tuple) else (out,)
     outputs.append([None if p is None else np.asarray(p)[:size] for p in parts])
-  merged = tuple(None if any(o[i] is None for o in outputs) else np.concatenate([o[i] for o in outputs])
+  merged = tuple(None if any(o[i] is None for o in outputs)
+                 else np.concatenate([o[i] for o in outputs])
                  for i in range(len(outputs[0])))
   return merged if len(merged) > 1 else merged[0]

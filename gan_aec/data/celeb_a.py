@@ -37,8 +37,8 @@ _LOG_EVERY = 20_000  # Cache-building progress, in images.
 IMPORT_HINT = (
     "TFDS's CelebA download (Google Drive) often fails even online. Import the official files "
     'instead: put img_align_celeba.zip (or the extracted img_align_celeba/ folder) and '
-    'list_eval_partition.txt (plus list_attr_celeba.txt and list_landmarks_align_celeba.txt when you '
-    'have them) in a folder and run\n'
+    'list_eval_partition.txt (plus list_attr_celeba.txt and list_landmarks_align_celeba.txt when '
+    'you have them) in a folder and run\n'
     '  python -m gan_aec.prepare_data --dataset=celeb_a --source_dir=FOLDER --data_dir=TFDS_DIR\n'
     'then pass --config.dataset.data_dir=TFDS_DIR.')
 
@@ -63,12 +63,14 @@ def crop_and_resize(jpeg, image_size: int, crop_size: int = CROP_SIZE):
 
 def cache_path(cache_dir: str, split: str, image_size: int, version: str,
                crop_size: int = CROP_SIZE) -> str:
-  return os.path.join(cache_dir, f'{TFDS_NAME}-{version}-{split}-crop{crop_size}-{image_size}px.npy')
+  return os.path.join(cache_dir,
+                      f'{TFDS_NAME}-{version}-{split}-crop{crop_size}-{image_size}px.npy')
 
 
 def decoded_images(builder, split: str, image_size: int, crop_size: int = CROP_SIZE,
                    chunk: int = 1024):
-  """Yields uint8 [<=chunk, S, S, 3] arrays of the split in TFDS order (parallel decode, prefetched)."""
+  """Yields uint8 [<=chunk, S, S, 3] arrays of the split in TFDS order (parallel decode,
+  prefetched)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   ds = builder.as_dataset(split=split, shuffle_files=False,

@@ -3,15 +3,16 @@
 The official release (mmlab.ie.cuhk.edu.hk/projects/CelebA.html) has, in one folder or in its
 `Img/`, `Anno/` and `Eval/` subfolders:
   img_align_celeba.zip or img_align_celeba/   202,599 aligned 178x218 JPEGs, 000001.jpg ...
-  list_eval_partition.txt                     `000001.jpg 0` per image: 0 train, 1 validation, 2 test
+  list_eval_partition.txt                     `000001.jpg 0` per image: 0 train, 1 validation,
+                                              2 test
   list_attr_celeba.txt                        optional: count, 40 attribute names, then +-1 rows
   list_landmarks_align_celeba.txt             optional: count, 10 coordinate names, then rows
   identity_CelebA.txt                         optional: `000001.jpg 2880` per image
-Everything is checked before anything is written (the JPEGs' headers as they are read), so a missing
-or malformed file stops the import with its name. The JPEG bytes are stored unchanged, with exactly
-the features of TFDS's own `celeb_a` builder, so `tfds.load('celeb_a', data_dir=...)` reads the result.
-Annotation files that are absent are stored as placeholders (attributes False, landmarks and identity
--1) and said so in the dataset's description and in the import's output.
+Everything is checked before anything is written (the JPEGs' headers as they are read), so a
+missing or malformed file stops the import with its name. The JPEG bytes are stored unchanged, with
+exactly the features of TFDS's own `celeb_a` builder, so `tfds.load('celeb_a', data_dir=...)` reads
+the result. Annotation files that are absent are stored as placeholders (attributes False,
+landmarks and identity -1) and said so in the dataset's description and in the import's output.
 """
 
 from __future__ import annotations

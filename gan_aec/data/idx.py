@@ -69,7 +69,8 @@ def read_labels(path: str) -> np.ndarray:
 
 def find_file(source_dir: str, stem: str) -> str | None:
   """Finds `stem` or `stem.gz` in source_dir (also the `stem.idx3-ubyte`-style names)."""
-  for name in (stem, stem + '.gz', stem.replace('-idx', '.idx'), stem.replace('-idx', '.idx') + '.gz'):
+  for name in (stem, stem + '.gz', stem.replace('-idx', '.idx'),
+               stem.replace('-idx', '.idx') + '.gz'):
     path = os.path.join(source_dir, name)
     if os.path.exists(path):
       return path
@@ -83,7 +84,8 @@ def read_split(source_dir: str, prefix: str) -> tuple[np.ndarray, np.ndarray] | 
   if images_path is None and labels_path is None:
     return None
   if images_path is None or labels_path is None:
-    missing = f'{prefix}-images-idx3-ubyte' if images_path is None else f'{prefix}-labels-idx1-ubyte'
+    missing = (f'{prefix}-images-idx3-ubyte' if images_path is None
+               else f'{prefix}-labels-idx1-ubyte')
     raise IdxFormatError(f'{source_dir}: found one of the {prefix!r} files but not {missing}[.gz].')
   images, labels = read_images(images_path), read_labels(labels_path)
   if len(images) != len(labels):

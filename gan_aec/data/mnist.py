@@ -1,11 +1,13 @@
 """MNIST as in-memory arrays: from TFDS when it has the data, else the bundled real test digits.
 
 TFDS cannot download on an offline machine, yet a first run must still train on real digits. The
-package ships the official MNIST test set (10,000 digits, `gan_aec/data/mnist_t10k/`); when TFDS has no
-`mnist` in the data dir and cannot reach its download server, we warn once and split the bundled
-digits deterministically: the first 8,000 are `train`, the last 2,000 are `test`. They are never
-written into the TFDS data dir (a later online run must get the real 60,000), and the source is
-recorded in `config.dataset.source` so that 8,000-digit numbers are not mistaken for full-MNIST ones.
+package ships the official MNIST test set (10,000 digits, `gan_aec/data/mnist_t10k/`); when TFDS has
+no `mnist` in its default data dir and cannot reach its download server, we warn once and split the
+bundled digits deterministically: the first 8,000 are `train`, the last 2,000 are `test`. A data dir
+given explicitly must hold MNIST (or be able to download it): a mistyped path stops the run instead
+of training on other digits. They are never written into the TFDS data dir (a later online run must
+get the real 60,000), and the source is recorded in `config.dataset.source` so that 8,000-digit
+numbers are not mistaken for full-MNIST ones.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ SOURCE_BUNDLED = 'bundled_mnist_t10k'
 _DOWNLOAD_HOST = ('storage.googleapis.com', 443)
 
 IMPORT_HINT = (
-    'To train on the full MNIST offline, copy the four official IDX files '
+    'To train on the full MNIST offline, put the four official IDX files '
     '(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, '
-    't10k-labels-idx1-ubyte.gz) to a folder and run\n'
-    '  python -m gan_aec.prepare_data --dataset=mnist --source_dir=FOLDER --data_dir=TFDS_DIR\n'
-    'then pass --config.dataset.data_dir=TFDS_DIR (or run once on a machine with internet).')
+    't10k-labels-idx1-ubyte.gz) in a folder, run `python -m gan_aec.prepare_data --dataset=mnist '
+    '--source_dir=FOLDER --data_dir=TFDS_DIR` and pass --config.dataset.data_dir=TFDS_DIR (or run '
+    'once on a machine with internet).')
 
 
 def load_bundled() -> Data:
@@ -47,8 +49,10 @@ def load_bundled() -> Data:
               source=SOURCE_BUNDLED)
 
 
-def can_reach_download_server(timeout_s: float = 3.0, host: tuple[str, int] = _DOWNLOAD_HOST) -> bool:
-  """Whether a TCP connection to `host` (default: MNIST's download server) opens within timeout_s."""
+def can_reach_download_server(timeout_s: float = 3.0,
+                              host: tuple[str, int] = _DOWNLOAD_HOST) -> bool:
+  """Whether a TCP connection to `host` (default: MNIST's download server) opens within
+  timeout_s."""
   try:
     with socket.create_connection(host, timeout=timeout_s):
       return True
@@ -65,7 +69,7 @@ def _tfds_split(builder, split: str) -> Split:
     raise DatasetUnavailableError(
         f'The TFDS files of mnist {split} in {builder.data_dir} cannot be read '
         f'({type(e).__name__}: {str(e).splitlines()[0][:300]}). They are damaged or incomplete: '
-        f'delete {builder.data_dir} and import or download MNIST again.\n{IMPORT_HINT}') from e
+        f'delete {builder.data_dir} and import or download MNIST again. {IMPORT_HINT}') from e
   return Split(np.concatenate([p['image'] for p in parts]).astype(np.uint8),
                np.concatenate([p['label'] for p in parts]).astype(np.int64))
 
@@ -76,8 +80,9 @@ def load(data_dir: str | None = None, *, offline_fallback: bool = True,
 
   Args:
     data_dir: TFDS data dir; None means TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
-    offline_fallback: when TFDS has no `mnist` and cannot download it, use the bundled digits (with
-      a warning). When False, raise DatasetUnavailableError naming the import command instead.
+    offline_fallback: when the default data dir has no `mnist` and TFDS cannot download it, use the
+      bundled digits (with a warning). When False, or when data_dir was given, raise
+      DatasetUnavailableError naming the import command instead.
     download: let TFDS download MNIST when it is not in data_dir and the server is reachable.
 
   Returns:
@@ -90,14 +95,21 @@ def load(data_dir: str | None = None, *, offline_fallback: bool = True,
       builder.download_and_prepare()
     else:
       where = data_dir or 'the default TFDS data dir'
+      if data_dir is not None:
+        missing = '' if os.path.isdir(os.path.expanduser(data_dir)) else ' (no such folder)'
+        raise DatasetUnavailableError(
+            f'dataset.data_dir={data_dir}{missing} holds no TFDS `mnist`, and it cannot be '
+            f'downloaded there{"" if download else " (dataset.download is False)"}. '
+            'Check the path; leave dataset.data_dir unset to train on the bundled digits. '
+            + IMPORT_HINT)
       if not offline_fallback:
         raise DatasetUnavailableError(
             f'TFDS has no `mnist` in {where} and cannot download it (no connection to its server), '
-            f'and dataset.offline_fallback is False.\n{IMPORT_HINT}')
+            f'and dataset.offline_fallback is False. {IMPORT_HINT}')
       logging.warning(
           'TFDS has no `mnist` in %s and cannot download it. Training on the %s bundled real '
           'MNIST test digits instead (first 8,000 = train, last 2,000 = test); numbers from this '
-          'split are not full-MNIST numbers.\n%s', where, 10000, IMPORT_HINT)
+          'split are not full-MNIST numbers. %s', where, 10000, IMPORT_HINT)
       return load_bundled()
   return Data(train=_tfds_split(builder, 'train'), test=_tfds_split(builder, 'test'),
                    source=SOURCE_TFDS)

@@ -53,7 +53,8 @@ def mnist_splits(source_dir: str, holdout: int | None = None) -> dict[str, tuple
 
 
 def write_mnist(splits: dict[str, tuple[np.ndarray, np.ndarray]], data_dir: str | None) -> str:
-  """Writes splits as TFDS `mnist` (version 3.0.1, same features) into data_dir; returns its path."""
+  """Writes splits as TFDS `mnist` (version 3.0.1, same features) into data_dir; returns its
+  path."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   features = tfds.features.FeaturesDict({
       'image': tfds.features.Image(shape=(28, 28, 1)),

@@ -1,4 +1,5 @@
-"""A dataset's train and test splits held on the host as uint8 image arrays (in memory or mapped)."""
+"""A dataset's train and test splits held on the host as uint8 image arrays (in memory or
+mapped)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ def hinge(*, real_logits: jax.Array, fake_logits: jax.Array,
 
   real_label scales the real margin (1 - real_label * D(x)); 1.0 is the standard form.
   """
-  d_loss = jax.nn.relu(1.0 - real_label * real_logits).mean() + jax.nn.relu(1.0 + fake_logits).mean()
+  d_loss = (jax.nn.relu(1.0 - real_label * real_logits).mean()
+            + jax.nn.relu(1.0 + fake_logits).mean())
   return d_loss, -fake_logits.mean()
 
 

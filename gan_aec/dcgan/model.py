@@ -9,8 +9,8 @@ Generator, 64x64: Dense(4*4*1024) -> BN/LReLU/Dropout -> ConvTranspose 512 [8], 
 Discriminator: Conv(64, 5x5, s2) -> LReLU -> Dropout -> Conv(128, 5x5, s2) -> BN -> LReLU -> Dropout
   -> Conv(256, 5x5, s2) -> BN -> LReLU -> Dropout [-> Conv(512, 5x5, s2) -> BN -> ... at 64x64] ->
   Flatten -> Dense(1) logit.
-Kernels are Glorot-uniform (the report's Xavier); BatchNorm uses TF1's momentum 0.99 and epsilon 1e-3.
-Dropout keeps 90% as in the original report. Images are [B, H, W, C] in [-1, 1].
+Kernels are Glorot-uniform (the report's Xavier); BatchNorm uses TF1's momentum 0.99 and epsilon
+1e-3. Dropout keeps 90% as in the original report. Images are [B, H, W, C] in [-1, 1].
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class Generator(nn.Module):
       x = nn.leaky_relu(x, LEAKY_SLOPE)
       return layers.Dropout(DROPOUT_RATE, deterministic=not train)(x)
 
-    x = nn.Dense(4 * 4 * widths[0], kernel_init=xavier, dtype=self.dtype)(z_BL).reshape(-1, 4, 4, widths[0])
+    x = nn.Dense(4 * 4 * widths[0], kernel_init=xavier, dtype=self.dtype)(z_BL)
+    x = x.reshape(-1, 4, 4, widths[0])
     x = norm_act_drop(x)
     for i, width in enumerate(widths[1:]):
       x = layers.ConvTranspose(width, (5, 5), kernel_init=xavier, dtype=self.dtype,

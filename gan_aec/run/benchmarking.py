@@ -1,4 +1,5 @@
-"""Timing of each model's jitted train step and of the input pipelines (`python -m gan_aec.benchmark`).
+"""Timing of each model's jitted train step and of the input pipelines (`python -m
+gan_aec.benchmark`).
 
 Each model's train step is compiled exactly as the training loop compiles it
 (gan_aec.run.sharding.jit_steps), warmed up, then timed over `repeats` runs of `steps` steps
@@ -60,7 +61,8 @@ def _step_flops(config, batch_size: int) -> float:
   task = tasks.build_task(textbook)
   batch = _synthetic_batch(textbook, batch_size)
   # One replica on one device: XLA's count for a sharded step would be one device's share.
-  one_device = jax.make_mesh((1, 1), ('replica', 'data'), axis_types=(jax.sharding.AxisType.Auto,) * 2,
+  one_device = jax.make_mesh((1, 1), ('replica', 'data'),
+                             axis_types=(jax.sharding.AxisType.Auto,) * 2,
                              devices=jax.devices()[:1])
   state = jax.vmap(task.create_state, in_axes=(0, None))(jax.random.key(0)[None], batch)
   train_fn, _ = sharding.jit_steps(task, one_device)
@@ -187,9 +189,10 @@ def time_mnist_pipeline(batch_size: int = 200, steps: int = 200) -> dict:
 
 def time_celeb_a_pipeline(num_images: int, image_size: int = 64, batch_size: int = 128,
                           steps: int = 100) -> list[dict]:
-  """CelebA's pipeline on a synthetic release in the official layout (gan_aec.data.celeb_a_synthetic),
-  imported like the real files: the first pass (read, decode the crop, resize, write the uint8
-  cache) and then batches from the cache (the steady state of every later epoch and run)."""
+  """CelebA's pipeline on a synthetic release in the official layout
+  (gan_aec.data.celeb_a_synthetic), imported like the real files: the first pass (read, decode the
+  crop, resize, write the uint8 cache) and then batches from the cache (the steady state of every
+  later epoch and run)."""
   with tempfile.TemporaryDirectory() as root:
     source, data_dir = f'{root}/src', f'{root}/tfds'
     num_test = max(1, num_images // 10)

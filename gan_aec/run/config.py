@@ -8,8 +8,11 @@ task reads them (gan_aec.run.tasks).
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib.util
 import os
+from typing import Sequence
 
 import ml_collections
 
@@ -27,11 +30,15 @@ def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
   """The `config.dataset` block."""
   dataset = ml_collections.ConfigDict()
   dataset.name = name  # 'mnist' (28x28 grey) or 'celeb_a' (RGB faces; channels follow the data).
-  dataset.data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS data dir; None = default.
+  # TFDS data dir; None = default.
+  dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
   # No `mnist` in data_dir and no network: train on the bundled 10,000 real test digits
   # (8,000 train / 2,000 test) with a warning. False: stop with the offline-import command instead.
   dataset.offline_fallback = True
   dataset.download = True  # Let TFDS download when the data is missing and the server answers.
+  # Evaluate on the first this many test images only (None: the whole test split). For the smoke
+  # variants, whose evaluations would otherwise dominate a test's time; never for numbers.
+  dataset.test_images = ml_collections.FieldReference(None, field_type=int)
   # CelebA only: where the decoded, cropped and resized splits are cached as uint8 .npy files
   # (default: <data_dir>/gan_aec_cache).
   dataset.cache_dir = ml_collections.FieldReference(None, field_type=str)
@@ -87,6 +94,10 @@ def add_loop_fields(config: ml_collections.ConfigDict,
   config.num_seeds = 1
   config.sweep = ml_collections.ConfigDict(
       {name: ml_collections.FieldReference(None, field_type=str) for name in sweepable})
+  # Keep, beside the newest 3 checkpoints, every one at a multiple of this many steps (a multiple
+  # of checkpoint_every_steps), e.g. to score each later: python -m gan_aec.evaluate
+  # --workdir=W --checkpoint=STEP. None: the newest 3 only.
+  config.keep_every_steps = ml_collections.FieldReference(None, field_type=int)
   # Evaluate the untrained model at step 0 (the start of every eval curve). Turn off when an
   # evaluation is expensive, e.g. the VAE's IWAE bound with 1,000 samples.
   config.eval_at_start = True
@@ -99,6 +110,21 @@ def add_loop_fields(config: ml_collections.ConfigDict,
   return config
 
 
+def variants(arg: str | None, known: Sequence[str], config_file: str) -> set[str]:
+  """The variants a `--config=FILE:a,b` names (`arg` of get_config), each checked against `known`.
+
+  A config applies them in its own order, whatever the argument's: `if 'celeb_a' in chosen: ...`,
+  then `if 'smoke' in chosen: ...` last, so that smoke shrinks whatever the others set.
+  config_file: the config's name in the error, e.g. 'configs/vae.py'.
+  """
+  chosen = [variant for variant in (arg or '').split(',') if variant]
+  for variant in chosen:
+    if variant not in known:
+      raise ValueError(f'Unknown variant {variant!r} of {config_file}; known: '
+                       f'{", ".join(known)}.')
+  return set(chosen)
+
+
 def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to seconds of work: for tests and CI, never for numbers."""
   config.batch_size = 8
@@ -107,6 +133,7 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.log_every_steps = 2
   config.eval_every_steps = 4
   config.checkpoint_every_steps = 2
+  config.dataset.test_images = 256
   return config
 
 
@@ -125,11 +152,21 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config[field] % num_devices:
       raise ConfigError(f'config.{field}={config[field]} is not divisible by the {num_devices} '
                         f'devices; use a multiple of {num_devices}.')
+  test_images = config.dataset.get('test_images')
+  if test_images is not None and test_images <= 0:
+    raise ConfigError(f'config.dataset.test_images must be a positive integer or None (the whole '
+                      f'test split), got {test_images}.')
+  keep = config.get('keep_every_steps')
+  if keep is not None and (keep <= 0 or keep % config.checkpoint_every_steps):
+    raise ConfigError(f'config.keep_every_steps={keep} must be a positive multiple of '
+                      f'config.checkpoint_every_steps={config.checkpoint_every_steps}.')
   extractor = (config.get('sample_metrics') or {}).get('extractor')
-  if extractor == SHIPPED_EXTRACTOR and (config.dataset.name != 'mnist' or image_size(config) != 28):
+  if (extractor == SHIPPED_EXTRACTOR
+      and (config.dataset.name != 'mnist' or image_size(config) != 28)):
     raise ConfigError(f'config.sample_metrics.extractor={SHIPPED_EXTRACTOR} scores 28x28 MNIST '
                       f'digits, not {config.dataset.name} at {image_size(config)}px: set it to '
-                      'python:module:function (a network of yours, docs/sample_quality.md) or None.')
+                      'python:module:function (a network of yours, docs/sample_quality.md) or '
+                      'None.')
 
 
 def configs_dir() -> str:
@@ -165,8 +202,9 @@ def resolve(spec: str) -> str:
   shipped = os.path.join(configs_dir(), f'{name}.py')
   if path in (name, f'configs/{name}.py') and os.path.isfile(shipped):
     return shipped + sep + variants
-  raise ConfigError(f'No config file {path!r}. Name a shipped config ({", ".join(known_configs())}; '
-                    'e.g. --config=vae:smoke) or give the path of a config file.')
+  raise ConfigError(f'No config file {path!r}. Name a shipped config '
+                    f'({", ".join(known_configs())}; e.g. --config=vae:smoke) or give the path of '
+                    'a config file.')
 
 
 def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -177,3 +215,41 @@ def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+def check_override(config: ml_collections.ConfigDict, name: str, text: str) -> str | None:
+  """Why `--config.<name>=<text>` cannot apply to `config` (a one-line message), or None.
+
+  Checked here, before the flags are parsed, so that every such mistake has our message (the
+  field that does not exist, the closest fields that do; the value that is not of the field's
+  type) rather than depending on the wording of ml_collections' exceptions.
+  """
+  flag = f'--config.{name}'
+  node, parts = config, name.split('.')
+  for depth, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      where = 'config' + ''.join(f'.{p}' for p in parts[:depth])
+      fields = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = difflib.get_close_matches(part, fields, n=1)
+      hint = f' Did you mean {close[0]!r}?' if close else ''
+      return (f'{flag}: {where} has no field {part!r}.{hint} Overrides can only set fields the '
+              'config file defines (see the config file, or a run\'s config.json).')
+    if depth < len(parts) - 1:
+      node = node[part]
+  field_type = node.get_type(parts[-1])
+  if text is None or field_type in (None, type(None), str, ml_collections.ConfigDict):
+    return None
+  try:
+    if field_type is bool:
+      if text.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(text)
+    elif field_type in (int, float):
+      field_type(text) if field_type is float else int(text)
+    elif field_type in (tuple, list):
+      value = ast.literal_eval(text)
+      if not isinstance(value, (tuple, list)):
+        raise ValueError(text)
+  except (ValueError, SyntaxError):
+    return (f'{flag}={text}: not a valid {field_type.__name__} '
+            f'(the field holds {node[parts[-1]]!r}).')
+  return None

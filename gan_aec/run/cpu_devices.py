@@ -4,7 +4,8 @@ XLA:CPU runs a small convolutional net's ops one after another, each too small t
 the cores; split into one device per core, each device trains on its shard of the batch at the
 same time (measured on 2 cores: VAE 780 -> ~920 images/s, the autoencoders ~1.3x). The split is
 JAX's `jax_num_cpu_devices` option, which must be set before JAX starts its CPU backend; the entry
-points (gan_aec.main, gan_aec.benchmark, the experiments) call `split_for_configs` first. Accelerators are unaffected: the flag only shapes the CPU platform.
+points (gan_aec.main, gan_aec.benchmark, the experiments) call `split_for_configs` first.
+Accelerators are unaffected: the flag only shapes the CPU platform.
 
 Loops over jitted steps on several CPU devices of one process must wait for each step before
 dispatching the next (`wait_for_each_step`): XLA:CPU runs their all-reduces as blocking waits on
@@ -59,7 +60,13 @@ def split_into_devices(batch_sizes: list[int], num_replicas: int = 1) -> int | N
   if re.search(FLAG + r'\b', os.environ.get('XLA_FLAGS', '')) or os.environ.get(
       'JAX_NUM_CPU_DEVICES'):
     return None
-  count = device_count_for(batch_sizes, num_replicas=num_replicas)
+  cores = available_cores()
+  count = device_count_for(batch_sizes, cores, num_replicas=num_replicas)
+  if count < cores:
+    logging.warning('The batch sizes %s do not split evenly over the %d CPU cores: training on %d '
+                    'CPU device(s), which leaves %d core(s) less busy. A batch size divisible by '
+                    '%d uses every core.', ', '.join(map(str, sorted(set(batch_sizes)))), cores,
+                    count, cores - count, cores)
   if count > 1:
     import jax  # pylint: disable=g-import-not-at-top
     try:

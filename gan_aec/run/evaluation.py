@@ -148,13 +148,17 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
   if task.sample_images is None and not references:
     raise UserError(f'A {config.model} run does not generate samples; only --references can be '
                     'computed for it.')
-  data = datasets.load(config.dataset, config_lib.image_size(config))
-  quality = sample_quality.SampleQuality(
-      sample_quality.load_extractor(spec), data.test,
-      num_samples or block.get('num_samples') or len(data.test),
-      datasets.cache_dir(config.dataset), sample_quality.dataset_id(config))
   replicas = replicas_lib.from_config(config, task.step_hyperparameters)
   layout = run_workdir.Layout(workdir, replicas.names())
+  whiches = [w.strip() for w in checkpoint.split(',')] if task.sample_images is not None else []
+  for which in whiches:  # Every checkpoint asked for exists, before anything is loaded.
+    for r in range(len(replicas)):
+      _checkpoint_step(layout, which, r)
+  extractor_network = sample_quality.load_extractor(spec)
+  data = datasets.load(config.dataset, config_lib.image_size(config))
+  quality = sample_quality.SampleQuality(
+      extractor_network, data.test, num_samples or block.get('num_samples') or len(data.test),
+      datasets.cache_dir(config.dataset), sample_quality.dataset_id(config))
   path = epath.Path(layout.eval_file)
   record = json.loads(path.read_text(encoding='utf-8')) if path.exists() else {}
   common = {**quality.record(), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -162,8 +166,7 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
   if task.sample_images is not None:
     example = {'image': batching.to_float(data.test.images[:1], task.image_range)}
     abstract = jax.eval_shape(task.create_state, jax.random.key(0), example)
-  for which in (checkpoint.split(',') if task.sample_images is not None else []):
-    which = which.strip()
+  for which in whiches:
     per_replica, states = [], None
     for r, seed in enumerate(replicas.seeds):
       label, directory, step = _checkpoint_step(layout, which, r)

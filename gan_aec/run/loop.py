@@ -10,9 +10,9 @@ jitted once (gan_aec.run.sharding.jit_steps).
 
 `set_up` (gan_aec.run.startup) checks the config and the workdir, loads the data, builds the model
 family's Task, the mesh, the jitted steps, the checkpointer and the logger, and creates or
-restores the state. The step loop puts each global batch on the devices and calls the jitted train step (rng =
-fold_in(train key, step) per replica); every `log_every_steps` it writes metrics and progress
-(with several replicas: each metric's mean, std and per-replica values), every
+restores the state. The step loop puts each global batch on the devices and calls the jitted
+train step (rng = fold_in(train key, step) per replica); every `log_every_steps` it writes metrics
+and progress (with several replicas: each metric's mean, std and per-replica values), every
 `eval_every_steps` (and at the end) `evaluate` scores the test split and writes each replica's
 figures, and every `checkpoint_every_steps` (and at the end) it saves. Where each file goes is
 the workdir's Layout (gan_aec.run.workdir). Re-running with the same workdir resumes from the
@@ -154,6 +154,20 @@ def train(run: Run, state: Any) -> dict[str, Any]:
                                      config.batch_size * len(run.replicas))
   wait_for_each_step = cpu_devices.wait_for_each_step(run.mesh)
   train_fn = None
+  # A log step's metrics where nothing else happens at that step: fetched once the next step is
+  # dispatched, so the host's wait for them does not leave the devices idle.
+  pending: tuple[int, Any] | None = None
+
+  def log(done: int, metrics: Any) -> None:
+    values = per_replica(metrics)
+    check_finite(run, done, values, last_saved)
+    rates = progress.update(done)
+    logged = replicas_lib.summarize_all(values)
+    run.logger.write_scalars(done, {**logged, 'steps_per_s': rates['steps_per_s'],
+                                    'images_per_s': rates['images_per_s']})
+    metric_logging.log_progress(
+        done, total, {k: v for k, v in logged.items() if not isinstance(v, list)}, rates)
+
   with preemption.StopRequests() as stop:
     for step in range(run.start_step, total):
       batch = train_batch(run, step)
@@ -161,39 +175,42 @@ def train(run: Run, state: Any) -> dict[str, Any]:
         with progress.excluded():
           train_fn = compile_train_step(run, state, batch)
       state, metrics = train_fn(state, batch, run.train_rngs, run.step_hyperparameters)
+      if pending is not None:
+        log(*pending)
+        pending = None
       if wait_for_each_step:  # Several CPU devices must not run different steps at once.
         jax.block_until_ready(metrics)
       done = step + 1
       final = done == total
       signum = stop.requested(done)
       saving = final or signum is not None or run.checkpointer.should_save(done)
-      if done % config.log_every_steps == 0 or saving:
-        values = per_replica(metrics)
-        # Checked at every save too, so a diverged state is never checkpointed.
-        check_finite(run, done, values, last_saved)
+      evaluating = done % config.eval_every_steps == 0 or final
+      sampling = (not evaluating and task.write_samples and task.sample_every_steps
+                  and done % task.sample_every_steps == 0)
       if done % config.log_every_steps == 0 or final:
-        rates = progress.update(done)
-        logged = replicas_lib.summarize_all(values)
-        run.logger.write_scalars(done, {**logged, 'steps_per_s': rates['steps_per_s'],
-                                        'images_per_s': rates['images_per_s']})
-        metric_logging.log_progress(
-            done, total, {k: v for k, v in logged.items() if not isinstance(v, list)}, rates)
+        if saving or evaluating or sampling:
+          log(done, metrics)  # Now: its record goes before the evaluation's, as it always has.
+        else:
+          pending = (done, metrics)
+      elif saving:  # Checked at every save, so a diverged state is never checkpointed.
+        check_finite(run, done, per_replica(metrics), last_saved)
       with progress.excluded():  # Throughput counts training steps only.
-        if done % config.eval_every_steps == 0 or final:
+        if evaluating:
           eval_metrics = evaluate(run, state, done, final)
-        elif (task.write_samples and task.sample_every_steps
-              and done % task.sample_every_steps == 0):
+        elif sampling:
           _write_samples(run, state, done)
         if saving and run.checkpointer.save(done, stacked(run, state),
                                              force=final or signum is not None):
           last_saved = done
+          run.logger.flush()  # On a bucket, metrics.jsonl up to the checkpoint is written.
       if signum is not None:
         raise preemption.Preempted(signum, done, run.checkpointer.directory)
   return eval_metrics
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains config.model to config.num_train_steps in workdir (resuming); returns final eval metrics.
+  """Trains config.model to config.num_train_steps in workdir (resuming); returns final eval
+  metrics.
 
   Raises:
     gan_aec.errors.UserError subclasses for what a user can fix (bad config, missing data, a

@@ -1,4 +1,5 @@
-"""Metrics to TensorBoard (clu) and to `WORKDIR/metrics.jsonl`, plus steps/s, images/s and ETA.
+"""Metrics to TensorBoard (gan_aec.run.tensorboard) and to `WORKDIR/metrics.jsonl`, plus steps/s,
+images/s and ETA.
 
 `metrics.jsonl` holds one JSON object per line: a `run_start` record each time the run starts or
 resumes (model, dataset source, devices), then `{"step": s, "wall_time": t, name: value, ...}`
@@ -52,45 +53,61 @@ def read_records(workdir: str) -> list[dict[str, Any]]:
   return records
 
 
+def drop_records_after(path: epath.Path, step: int | None) -> list[str]:
+  """metrics.jsonl's lines without a line cut short by a kill and, when `step` is given, without
+  the records past `step` (a resume from the checkpoint at `step` logs those steps again; step 0:
+  a restart keeps only the run_start events). Rewrites the file whole (never half-written) when
+  anything was dropped; returns the lines kept."""
+  kept, dropped = [], 0
+  for line in path.read_text(encoding='utf-8').splitlines():
+    if not line:
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:  # A line cut short by a kill.
+      dropped += 1
+      continue
+    if step is None or 'event' in record or (step > 0 and record.get('step', 0) <= step):
+      kept.append(line + '\n')
+    else:
+      dropped += 1
+  if dropped:
+    logging.info('metrics.jsonl: dropped %d records (cut short, or after step %s, which this run '
+                 'repeats).', dropped, step)
+    run_workdir.write_whole(path, ''.join(kept))
+  return kept
+
+
 class MetricLogger:
   """Writes metrics to TensorBoard and metrics.jsonl, figures as TensorBoard images, the config
   as hyperparameters (all only when `is_writer`: process 0). Paths go through etils.epath, so the
-  workdir may be a bucket: a local metrics.jsonl is appended to, a remote one (object stores
-  cannot append) rewritten whole at each record."""
+  workdir may be a bucket: a local metrics.jsonl is appended to at each record; a remote one
+  (object stores cannot append) is rewritten whole at `flush` (the loop calls it after each
+  checkpoint, so the file holds every record up to the checkpoint a resume starts from), at
+  `close`, and at most every REMOTE_REWRITE_SECONDS in between, instead of at every record
+  (O(N^2) bytes for N records)."""
+
+  REMOTE_REWRITE_SECONDS = 60.0
 
   def __init__(self, layout: run_workdir.Layout, *, is_writer: bool = True,
                resume_step: int | None = None):
     self.is_writer = is_writer
     self.jsonl_path = epath.Path(layout.metrics_file)
     self._lines: list[str] = []  # The file's content, kept for rewriting a remote file.
+    self._unwritten = False  # Records in _lines not yet in a remote file.
+    self._rewritten_at = time.monotonic()
     if is_writer and self.jsonl_path.exists():
-      self._lines = [line + '\n' for line in
-                     self.jsonl_path.read_text(encoding='utf-8').splitlines() if line]
-      if resume_step is not None:
-        self._drop_records_after(resume_step)
+      self._lines = drop_records_after(self.jsonl_path, resume_step)
     # TensorBoard events on process 0 only; progress lines are logged by log_progress instead.
     self._writer = tensorboard.EventWriter(layout.workdir) if is_writer else None
+    if self._writer and resume_step:  # What an earlier attempt logged past the checkpoint goes.
+      self._writer.write_restart(resume_step + 1)
 
-  def _drop_records_after(self, step: int) -> None:
-    kept, dropped = [], 0
-    for line in self._lines:
-      try:
-        record = json.loads(line)
-      except ValueError:  # A line cut short by a kill.
-        dropped += 1
-        continue
-      if 'event' in record or (step > 0 and record.get('step', 0) <= step):
-        kept.append(line)
-      else:
-        dropped += 1
-    if dropped:
-      logging.info('metrics.jsonl: dropped %d records after step %d (repeated by this resume).',
-                   dropped, step)
-      self._lines = kept
-      self._rewrite()
-
-  def _rewrite(self) -> None:
-    run_workdir.write_whole(self.jsonl_path, ''.join(self._lines))
+  def flush(self) -> None:
+    """Writes a remote metrics.jsonl's pending records (a local file has none)."""
+    if self._unwritten:
+      run_workdir.write_whole(self.jsonl_path, ''.join(self._lines))
+      self._unwritten, self._rewritten_at = False, time.monotonic()
 
   def _append(self, record: Mapping[str, Any]) -> None:
     if not self.is_writer:
@@ -101,22 +118,17 @@ class MetricLogger:
       with self.jsonl_path.open('a', encoding='utf-8') as f:
         f.write(line)
     else:
-      self._rewrite()
+      self._unwritten = True
+      if time.monotonic() - self._rewritten_at >= self.REMOTE_REWRITE_SECONDS:
+        self.flush()
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
     """The run's config as TensorBoard hyperparameters (nested fields as dotted names)."""
     if not self.is_writer:
       return
-    flat = {}
-
-    def flatten(prefix, value):
-      if isinstance(value, Mapping):
-        for key, item in value.items():
-          flatten(f'{prefix}{key}.', item)
-      else:
-        flat[prefix[:-1]] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    flatten('', hparams)
-    self._writer.write_hparams(flat)
+    flat = run_workdir.flatten(dict(hparams))
+    self._writer.write_hparams({name: value if isinstance(value, (bool, int, float, str))
+                                else str(value) for name, value in flat.items()})
 
   def write_images(self, step: int, paths: list[str], prefix: str = '') -> None:
     """PNG figures as TensorBoard images, named after their files (a per-step file
@@ -156,6 +168,7 @@ class MetricLogger:
       self._writer.flush()
 
   def close(self) -> None:
+    self.flush()
     if self._writer:
       self._writer.close()
 

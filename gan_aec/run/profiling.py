@@ -47,7 +47,7 @@ def _kind(opcode: str, line: str, computations: dict[str, list[str]]) -> str:
         lines.append(inner)
         pending.extend(_CALLS.findall(inner))
   if 'convolution' in ops:
-    conv = next(l for l, o in zip(lines, ops) if o == 'convolution')
+    conv = next(text for text, op in zip(lines, ops) if op == 'convolution')
     grouped = re.search(r'(feature|batch)_group_count=(\d+)', conv)
     return 'convolution, grouped' if grouped else 'convolution'
   if 'dot' in ops:

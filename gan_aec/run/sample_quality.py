@@ -1,7 +1,7 @@
 """Sample quality during and after training: a feature extractor, the real images' features,
 and the metrics of gan_aec.sample_metrics between them and a model's samples.
 
-    quality = SampleQuality.for_run(config, data.test)    # None when no extractor is configured
+    quality = SampleQuality(load_extractor(spec), data.test, num_samples, cache_dir, dataset_id)
     metrics = quality.evaluate(generated_images)           # {'fid': ..., 'kid': ..., ...}
 
 An extractor spec names the network, in a config (`sample_metrics.extractor`) or on the command
@@ -36,7 +36,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_aec import data, sample_metrics
+from gan_aec import sample_metrics
 from gan_aec.classifier import shipped
 from gan_aec.data.batching import map_in_batches
 from gan_aec.data.splits import Split
@@ -178,15 +178,6 @@ class SampleQuality:
     self.extractor = extractor
     self.num_samples = min(num_samples, len(real))
     self.real_features = self._real_features(real, cache_directory, dataset_id)
-
-  @classmethod
-  def for_run(cls, config: ml_collections.ConfigDict, real: Split) -> 'SampleQuality | None':
-    """The scorer of a run's config (None without sample_metrics.extractor)."""
-    block = config.get('sample_metrics')
-    if block is None or not block.extractor:
-      return None
-    return cls(load_extractor(block.extractor), real, block.num_samples,
-               data.cache_dir(config.dataset), dataset_id(config))
 
   def _real_features(self, real: Split, directory: str | None, data_id: str) -> np.ndarray:
     name = f'real_features-{data_id}-test-n{self.num_samples}-{self.extractor.fingerprint}.npz'

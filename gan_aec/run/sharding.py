@@ -78,10 +78,10 @@ def replicas_per_call(mesh: jax.sharding.Mesh, num_replicas: int) -> int:
 
   On CPU, one: a device holding several replicas trains them one call after another, each call
   the one-model program. Under jax.vmap their convolutions would become grouped convolutions,
-  which XLA:CPU runs 10-30x slower than one by one (gan_aec.layers.per_replica avoids those, but
-  cutting each replica out of the stacked activations and stacking them back then costs more
-  than the replicas save: docs/performance.md). Elsewhere (GPU, TPU) all of them at once, vmapped:
-  batched convolutions are what those compilers do well.
+  which XLA:CPU runs 10-30x slower than one by one (gan_aec.layers._conv.per_replica avoids
+  those, but cutting each replica out of the stacked activations and stacking them back then
+  costs more than the replicas save: docs/performance.md). Elsewhere (GPU, TPU) all of them at
+  once, vmapped: batched convolutions are what those compilers do well.
   """
   local = max(1, num_replicas // mesh.shape['replica'])
   return 1 if jax.default_backend() == 'cpu' else local

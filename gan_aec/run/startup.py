@@ -16,6 +16,7 @@ import subprocess
 from typing import Any, Callable
 
 from absl import logging
+from etils import epath
 import jax
 import ml_collections
 import numpy as np
@@ -24,6 +25,7 @@ import gan_aec
 from gan_aec import data as datasets
 from gan_aec.data import batching
 from gan_aec.data.splits import Data
+from gan_aec import errors
 from gan_aec.errors import ConfigError
 from gan_aec.run import (checkpointing, config as config_lib, metric_logging,
                          replicas as replicas_lib, sample_quality, sharding, tasks)
@@ -93,15 +95,31 @@ class Run:
     self.logger.close()
 
 
-def _sample_quality(config: ml_collections.ConfigDict, task: tasks.Task,
-                    data: Data) -> sample_quality.SampleQuality | None:
-  """The sample-metric scorer when config.sample_metrics.extractor is set (else None)."""
+def _close(checkpointer: checkpointing.Checkpointer,
+           best: tuple[checkpointing.BestCheckpointer, ...]) -> None:
+  checkpointer.close()
+  for b in best:
+    b.close()
+
+
+def _extractor(config: ml_collections.ConfigDict,
+               task: tasks.Task) -> sample_quality.FeatureExtractor | None:
+  """The sample metrics' network when config.sample_metrics.extractor is set (else None)."""
   if not config.get('sample_metrics') or not config.sample_metrics.extractor:
     return None
   if task.sample_images is None:
     raise ConfigError(f'config.sample_metrics.extractor is set, but {config.model} does not '
                       'generate samples; unset it.')
-  return sample_quality.SampleQuality.for_run(config, data.test)
+  return sample_quality.load_extractor(config.sample_metrics.extractor)
+
+
+def _example_batch(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """A batch of one image shaped as the data will be (zeros): enough for the state's shapes."""
+  size = config_lib.image_size(config)
+  batch = {'image': np.zeros((1, size, size, config_lib.channels(config)), np.float32)}
+  if datasets.get(config.dataset.name).has_labels:
+    batch['label'] = np.zeros((1,), np.int32)
+  return batch
 
 
 def layout(config: ml_collections.ConfigDict, workdir: str) -> run_workdir.Layout:
@@ -136,48 +154,59 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] |
   """Everything before the first step: (the Run, the state to train from, in the groups the
   steps take: run.groups); None when the run in workdir is already finished. Nothing
   is written before the config, the workdir and the data have been checked."""
-  task = tasks.build_task(config)
+  # Everything a user can get wrong is checked before the data are read or anything is written:
+  # the config, its sweep, the workdir's earlier run, the extractor, room for the checkpoints.
+  task = tasks.build_task(config)  # (Fills in the fields derived from others.)
   replicas = replicas_lib.from_config(config, task.step_hyperparameters)
   mesh = sharding.make_mesh(config, len(replicas))
   config_lib.validate(config, mesh.shape['data'])
   layout = run_workdir.Layout(workdir, replicas.names())
   saved_config = run_workdir.saved_config(workdir)
   allowed_changes = run_workdir.check_resume(config, workdir, saved_config)
+  extractor = _extractor(config, task)
+  abstract_state = jax.tree.map(  # What a resume restores into, without creating a state.
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replica_sharding(mesh)),
+      jax.eval_shape(_state_fn(task, replicas, mesh, _example_batch(config))))
+  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
+  run_workdir.check_usable(workdir, state_bytes,
+                           checkpoints_kept=checkpointing.MAX_TO_KEEP + (1 if extractor else 0))
+  start_step = max(checkpointing.committed_steps(layout.checkpoints), default=0)
+  if start_step >= config.num_train_steps:
+    logging.info('The run in %s is already at step %d of %d; nothing to do.', workdir,
+                 start_step, config.num_train_steps)
+    metrics_file = epath.Path(layout.metrics_file)
+    if jax.process_index() == 0 and metrics_file.exists():  # A kill may have cut its last line.
+      metric_logging.drop_records_after(metrics_file, start_step)
+    return None
+
   data = datasets.load(config.dataset, config_lib.image_size(config))
   run_workdir.check_data_source(config, workdir, saved_config, data.source)
   with config.unlocked():
     config.dataset.source = data.source
-  quality = _sample_quality(config, task, data)
   try:
     batches = {seed: batching.TrainBatches(data.train, config.batch_size, seed,
                                            value_range=task.image_range)
                for seed in sorted(set(replicas.seeds))}
   except ValueError as e:
     raise ConfigError(str(e)) from e
+  quality = (sample_quality.SampleQuality(  # Caches the real images' features in the data dir.
+      extractor, data.test, config.sample_metrics.num_samples, datasets.cache_dir(config.dataset),
+      sample_quality.dataset_id(config)) if extractor else None)
   example_batch = batches[replicas.seeds[0]].get(0, slice(0, 1))
   create_state = _state_fn(task, replicas, mesh, example_batch)
-  abstract_state = jax.tree.map(  # What a resume restores into, without creating a state.
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replica_sharding(mesh)),
-      jax.eval_shape(create_state))
-
-  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
-  run_workdir.check_usable(workdir, state_bytes,
-                           checkpoints_kept=checkpointing.MAX_TO_KEEP + (1 if quality else 0))
+  # The first writes: the checkpoint folders (orbax creates them).
   checkpointer = checkpointing.Checkpointer(layout.checkpoints, config.checkpoint_every_steps,
-                                            squeeze=len(replicas) == 1)
+                                            squeeze=len(replicas) == 1,
+                                            keep_every_steps=config.get('keep_every_steps'))
   best = tuple(checkpointing.BestCheckpointer(files.best_checkpoint)
-               for files in layout.replicas()) if quality else ()
-  start_step = checkpointer.latest_step() or 0
-  if start_step >= config.num_train_steps:
-    logging.info('The run in %s is already at step %d of %d; nothing to do.', workdir,
-                 start_step, config.num_train_steps)
-    checkpointer.close()
-    for b in best:
-      b.close()
-    return None
+               for files in layout.replicas()) if extractor else ()
   train_fn, eval_fn = sharding.jit_steps(task, mesh, len(replicas))
   if start_step:
-    state = checkpointer.restore(abstract_state)
+    try:
+      start_step, state = checkpointer.restore_latest(abstract_state)
+    except errors.CheckpointError:  # Close orbax's threads first: no tracebacks at exit.
+      _close(checkpointer, best)
+      raise
     logging.info('Resumed from %s at step %d.', checkpointer.directory, start_step)
   else:
     state = create_state()

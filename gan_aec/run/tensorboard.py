@@ -26,7 +26,9 @@ class EventWriter:
   def __init__(self, logdir: str):
     directory = epath.Path(logdir)
     directory.mkdir(parents=True, exist_ok=True)
-    name = f'events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}.v2'
+    # TensorBoard reads a folder's event files in name order: the time, to the microsecond,
+    # orders them even when one process starts two writers within a second.
+    name = f'events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}.v2'
     self.path = directory / name
     self._file = self.path.open('wb')
     self._records = record_writer.RecordWriter(self._file)
@@ -37,6 +39,12 @@ class EventWriter:
 
   def _write_summary(self, step: int, summary: summary_pb2.Summary) -> None:
     self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+  def write_restart(self, step: int) -> None:
+    """Marks a resume: TensorBoard drops what earlier files logged at `step` and later (the
+    steps a crashed run logged past its last checkpoint, which the resumed run logs again)."""
+    self._write(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     self._write_summary(step, summary_pb2.Summary(value=[

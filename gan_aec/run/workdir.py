@@ -19,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 import shutil
 import uuid
 from typing import Any
 
 from etils import epath
+from flax import traverse_util
 import ml_collections
 
 from gan_aec import errors
@@ -108,23 +110,22 @@ RESUMABLE_FIELDS = frozenset({
     'conv_implementation',  # The same function and parameters in every implementation.
     'microbatch_size',  # The same gradient, computed in pieces.
     'cpu_data_parallel',  # The same gradient, over one CPU device or one per core.
+    'keep_every_steps',  # Which checkpoints stay on disk.
     'dataset.data_dir', 'dataset.cache_dir', 'dataset.download', 'dataset.offline_fallback',
     'dataset.source',  # Filled in by the run after loading; compared by check_data_source.
 })
 RESUMABLE_PREFIXES = ('eval.', 'sample_metrics.')
 # Fields added after runs already existed, with the value those runs had without them.
 IMPLIED_DEFAULTS = {'compute_dtype': 'float32', 'num_seeds': 1,
-                    'kernel_init': 'lecun_normal', 'rmsprop_bias_correction': False}
+                    'kernel_init': 'lecun_normal', 'rmsprop_bias_correction': False,
+                    'dataset.test_images': None}
 IMPLIED_DEFAULT_PREFIXES = {'sweep.': None}  # No sweep.
 
 
-def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
-  if isinstance(tree, dict):
-    flat = {}
-    for key, value in tree.items():
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    return flat
-  return {prefix[:-1]: tree}
+def flatten(tree: dict) -> dict[str, Any]:
+  """A config's nested fields as dotted names: {'dataset': {'name': 'mnist'}} -> {'dataset.name':
+  'mnist'}."""
+  return traverse_util.flatten_dict(tree, sep='.')
 
 
 def _as_plain(config: ml_collections.ConfigDict) -> dict:
@@ -165,7 +166,7 @@ def saved_config(workdir: str) -> dict | None:
 
 def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
   """{dotted field: (saved value, new value)} for the fields that define the experiment."""
-  old, new = _flatten(saved), _flatten(_as_plain(config))
+  old, new = flatten(saved), flatten(_as_plain(config))
   for key, value in IMPLIED_DEFAULTS.items():
     if key in new:
       old.setdefault(key, value)
@@ -189,10 +190,10 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str,
     return {}
   changed = differences(saved, config)
   if changed and not config.get('allow_config_change', False):
-    lines = '\n'.join(f'  {key}: {old!r} in the workdir, {new!r} now'
-                      for key, (old, new) in changed.items())
+    fields = '; '.join(f'{key}: {old!r} in the workdir, {new!r} now'
+                       for key, (old, new) in changed.items())
     raise errors.WorkdirMismatchError(
-        f'{workdir} holds a run with a different config:\n{lines}\nUse another --workdir for a '
+        f'{workdir} holds a run with a different config: {fields}. Use another --workdir for a '
         'new experiment, or pass --config.allow_config_change=True to continue this run with the '
         'new values anyway (its curves and checkpoints will then mix both settings).')
   return changed
@@ -216,11 +217,20 @@ _SPACE_MARGIN_BYTES = 64 * 2 ** 20
 def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4) -> None:
   """WorkdirUnusableError, before anything is trained, when workdir cannot be created or written,
   or (on a local disk) has less free space than `checkpoints_kept` checkpoints of
-  `checkpoint_bytes` and a margin for metrics and figures."""
+  `checkpoint_bytes` and a margin for metrics and figures. A local workdir that does not exist
+  yet is not created here: its nearest existing folder must be writable."""
   try:
     path = epath.Path(workdir)
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / f'.write_test-{uuid.uuid4().hex}'
+    if is_remote(workdir):
+      path.mkdir(parents=True, exist_ok=True)  # Buckets have no folders to leave behind.
+      existing = path
+    else:
+      existing = pathlib.Path(os.path.abspath(os.path.expanduser(workdir)))
+      while not existing.exists():
+        existing = existing.parent
+      if not existing.is_dir():
+        raise NotADirectoryError(f'{existing} is a file')
+    probe = epath.Path(existing) / f'.write_test-{uuid.uuid4().hex}'
     probe.write_text('ok', encoding='utf-8')
     probe.unlink()
   except OSError as e:
@@ -230,12 +240,13 @@ def check_usable(workdir: str, checkpoint_bytes: int, checkpoints_kept: int = 4)
   if is_remote(workdir):
     return  # An object store: no disk to fill.
   needed = checkpoints_kept * checkpoint_bytes + _SPACE_MARGIN_BYTES
-  free = shutil.disk_usage(workdir).free
+  free = shutil.disk_usage(existing).free
   if free < needed:
     raise errors.WorkdirUnusableError(
         f'The disk of {workdir} has {free / 2**20:.0f} MB free; this run needs about '
-        f'{needed / 2**20:.0f} MB ({checkpoints_kept} checkpoints of {checkpoint_bytes / 2**20:.1f} '
-        'MB, metrics and figures). Free some space or choose another --workdir.')
+        f'{needed / 2**20:.0f} MB ({checkpoints_kept} checkpoints of '
+        f'{checkpoint_bytes / 2**20:.1f} MB, metrics and figures). '
+        'Free some space or choose another --workdir.')
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:

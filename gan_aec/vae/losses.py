@@ -42,8 +42,9 @@ def negative_elbo(*, logits: jax.Array, targets: jax.Array, mean: jax.Array,
                   logvar: jax.Array) -> dict[str, jax.Array]:
   """The negative ELBO of each image and its two parts: Bernoulli pixels, Gaussian posterior.
 
-  neg_elbo = recon + kl, with recon = -log p(x | z) for one z ~ q(z | x) and kl = KL(q(z|x) || p(z)),
-  p(z) = N(0, I). Any encoder and decoder fit: only their outputs are needed.
+  neg_elbo = recon + kl, with recon = -log p(x | z) for one z ~ q(z | x) and
+  kl = KL(q(z|x) || p(z)), p(z) = N(0, I). Any encoder and decoder fit: only their outputs are
+  needed.
 
   Args:
     logits: [B, H, W, C] float, the decoder's pixel logits for z ~ q(z | x) (e.g. drawn with
@@ -80,7 +81,7 @@ def iwae_log_weights(*, logits: jax.Array, targets: jax.Array, z: jax.Array, mea
   Returns:
     [K, B] float32 log importance weights; iwae_nll turns them into the IWAE bound on -log p(x).
   """
-  log_px_z = -jax.vmap(lambda l: bernoulli_nll(logits=l, targets=targets))(logits)
+  log_px_z = -jax.vmap(lambda logits_k: bernoulli_nll(logits=logits_k, targets=targets))(logits)
   zeros = jnp.zeros_like(mean)
   log_pz = gaussian_log_prob(z, zeros, zeros)
   log_qz = gaussian_log_prob(z, mean[None], logvar[None])

@@ -172,7 +172,8 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
 
 
 def encode(state: TrainState, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """The posterior q(z | x): images [B, H, W, C] in [0, 1] -> (mean, logvar), each [B, L] float32."""
+  """The posterior q(z | x): images [B, H, W, C] in [0, 1] -> (mean, logvar), each [B, L]
+  float32."""
   return state.apply_fn({'params': state.params}, images, method='encode')
 
 

@@ -1,4 +1,5 @@
-"""CelebA: the crop/resize, the cached pipeline (mock data), the offline import and a training run."""
+"""CelebA: the crop/resize, the cached pipeline (mock data), the offline import and a training
+run."""
 
 import os
 import subprocess

@@ -34,24 +34,35 @@ def test_bundled_digits_are_the_real_test_set_split_8000_2000(bundled):
   assert 0.1 < mean < 0.15
 
 
-def test_empty_data_dir_offline_falls_back_to_bundled_digits(tmp_path, offline, bundled):
-  data = mnist.load(str(tmp_path / 'tfds'))
+def test_the_default_data_dir_offline_falls_back_to_bundled_digits(tmp_path, offline, bundled,
+                                                                    monkeypatch):
+  import tensorflow_datasets.core.constants  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tensorflow_datasets.core.constants, 'DATA_DIR', str(tmp_path / 'tfds'))
+  data = mnist.load()
   assert data.source == mnist.SOURCE_BUNDLED
   np.testing.assert_array_equal(data.test.images, bundled.test.images)
   # The fallback never writes the bundled digits into the TFDS data dir.
   assert not (tmp_path / 'tfds' / 'mnist').exists()
 
 
-def test_fallback_turned_off_names_the_import_command(tmp_path, offline):
+@pytest.mark.parametrize('folder, says', [('no_such_dir', 'no such folder'), ('', 'holds no')])
+def test_a_data_dir_given_without_mnist_stops_instead_of_using_other_digits(tmp_path, offline,
+                                                                           folder, says):
+  with pytest.raises(errors.DatasetUnavailableError, match=says) as raised:
+    mnist.load(str(tmp_path / folder))
+  assert 'leave dataset.data_dir unset' in str(raised.value) and '\n' not in str(raised.value)
+
+
+def test_fallback_turned_off_names_the_import_command(offline):
   with pytest.raises(errors.DatasetUnavailableError, match='gan_aec.prepare_data'):
-    mnist.load(str(tmp_path), offline_fallback=False)
+    mnist.load(offline_fallback=False)
 
 
-def test_download_disabled_falls_back_without_contacting_the_server(tmp_path, monkeypatch):
+def test_download_disabled_falls_back_without_contacting_the_server(monkeypatch):
   def fail(*args, **kwargs):
     raise AssertionError('the network must not be tried when download=False')
   monkeypatch.setattr(mnist, 'can_reach_download_server', fail)
-  assert mnist.load(str(tmp_path), download=False).source == mnist.SOURCE_BUNDLED
+  assert mnist.load(download=False).source == mnist.SOURCE_BUNDLED
 
 
 def test_online_path_reads_tfds_under_mock_data(tmp_path, monkeypatch):

@@ -52,7 +52,8 @@ def test_damaged_files_are_rejected_with_the_file_named(tmp_path, damage):
       f.write(data[:-100])
     match = 'truncated'
   elif damage == 'wrong_magic':
-    helpers.write_idx(images_path, np.zeros((10,), np.uint8))  # A labels file under the images name.
+    # A labels file under the images name.
+    helpers.write_idx(images_path, np.zeros((10,), np.uint8))
     match = 'magic number'
   else:
     helpers.write_idx(images_path, np.zeros((9, 28, 28), np.uint8))

@@ -1,6 +1,7 @@
-"""Trains smoke configs in this process: run by the scale-out tests under a forced device count.
+r"""Trains smoke configs in this process: run by the scale-out tests under a forced device count.
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m tests.run.scale_out_worker ROOT MODEL...
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 \
+      python -m tests.run.scale_out_worker ROOT MODEL...
 
 Each MODEL's smoke config trains 4 steps on the bundled digits into ROOT/MODEL (no network),
 checkpointing every 2 and evaluating at the end.
@@ -11,9 +12,8 @@ import sys
 from gan_aec.run import config as config_lib, loop
 
 
-def smoke_config(model: str, empty_data_dir: str, steps: int = 4):
+def smoke_config(model: str, steps: int = 4):
   config = config_lib.load_config(model, 'smoke')
-  config.dataset.data_dir = empty_data_dir
   config.dataset.download = False
   config.num_train_steps = steps
   config.eval_at_start = False
@@ -27,7 +27,7 @@ def smoke_config(model: str, empty_data_dir: str, steps: int = 4):
 
 def main(root: str, models: list[str]) -> None:
   for model in models:
-    loop.train_and_evaluate(smoke_config(model, f'{root}/empty_tfds'), f'{root}/{model}')
+    loop.train_and_evaluate(smoke_config(model), f'{root}/{model}')
 
 
 if __name__ == '__main__':

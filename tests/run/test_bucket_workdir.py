@@ -82,9 +82,9 @@ def bucket_env(url: str) -> dict:
           'EPATH_USE_TF': 'false'}  # etils.epath through gcsfs, not TensorFlow's GCS client.
 
 
-def main_command(workdir: str, data_dir: str, steps: int) -> list[str]:
+def main_command(workdir: str, steps: int) -> list[str]:
   return [sys.executable, '-m', 'gan_aec.main', '--config=autoencoder:smoke',
-          f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
+          f'--workdir={workdir}',
           '--config.dataset.download=False', f'--config.num_train_steps={steps}',
           '--config.checkpoint_every_steps=5', '--config.eval_every_steps=20',
           '--config.log_every_steps=5']
@@ -95,14 +95,13 @@ def test_a_run_in_a_bucket_stops_resumes_and_equals_a_local_run(emulator, tmp_pa
   for key, value in env_vars.items():
     monkeypatch.setenv(key, value)  # This process reads the bucket too.
   from etils import epath  # pylint: disable=g-import-not-at-top
-  data_dir = str(tmp_path / 'empty_tfds')  # Input, offline: the bundled digits.
   cwd = tmp_path / 'cwd'
   cwd.mkdir()
   env = {**os.environ, **env_vars, 'TF_CPP_MIN_LOG_LEVEL': '2',
          'PYTHONPATH': os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')])}
   remote = f'gs://{BUCKET}/autoencoder'
 
-  process = subprocess.Popen(main_command(remote, data_dir, 40), cwd=cwd, env=env,
+  process = subprocess.Popen(main_command(remote, 40), cwd=cwd, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   checkpoints = epath.Path(remote) / 'checkpoints'
   deadline = time.time() + 600
@@ -115,7 +114,7 @@ def test_a_run_in_a_bucket_stops_resumes_and_equals_a_local_run(emulator, tmp_pa
   assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
   assert 'Stopped by SIGTERM' in stderr
 
-  resumed = subprocess.run(main_command(remote, data_dir, 40), cwd=cwd, env=env,
+  resumed = subprocess.run(main_command(remote, 40), cwd=cwd, env=env,
                            capture_output=True, text=True, timeout=900, check=False)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert 'Resumed from' in resumed.stderr
@@ -127,7 +126,7 @@ def test_a_run_in_a_bucket_stops_resumes_and_equals_a_local_run(emulator, tmp_pa
   assert os.listdir(cwd) == []  # Nothing written locally, no folder named 'gs:'.
 
   local = str(tmp_path / 'local')
-  whole = subprocess.run(main_command(local, data_dir, 40), cwd=REPO, env=env,
+  whole = subprocess.run(main_command(local, 40), cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=900, check=False)
   assert whole.returncode == 0, whole.stderr[-3000:]
   helpers.assert_same_run(remote, local)

@@ -57,28 +57,76 @@ def test_a_half_written_checkpoint_is_not_a_committed_step(tmp_path):
   assert checkpointing.committed_steps(str(tmp_path / 'absent')) == []
 
 
-def test_a_damaged_checkpoint_names_itself_and_the_one_to_fall_back_to(tmp_path):
+def big_state(step: int) -> dict:
+  """A state whose array lies in a data file of its own (random, so it does not compress)."""
+  w = jax.random.normal(jax.random.key(step), (256, 256))
+  return {'params': {'w': w}, 'step': jnp.asarray(step, jnp.int32)}
+
+
+def _save(tmp_path, steps):
   checkpointer = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1)
-  checkpointer.save(1, state(1))
-  checkpointer.save(2, state(2))
+  for step in steps:
+    checkpointer.save(step, big_state(step))
   checkpointer.close()
-  damaged = os.path.join(str(tmp_path), 'checkpoints', '2', 'default')
-  for root, _, files in os.walk(damaged):
-    for name in files:
-      with open(os.path.join(root, name), 'wb') as f:
+
+
+def _damage(tmp_path, step, how):
+  folder = os.path.join(str(tmp_path), 'checkpoints', str(step), 'default')
+  files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+  if how == 'garbage files':
+    for path in files:
+      with open(path, 'wb') as f:
         f.write(b'garbage')
+  else:  # Bytes in the middle of the largest array file: it still reads, as other values.
+    path = max((p for p in files if os.sep + 'd' + os.sep in p), key=os.path.getsize)
+    data = bytearray(open(path, 'rb').read())
+    data[len(data) // 2:len(data) // 2 + 8] = b'\x7f' * 8
+    with open(path, 'wb') as f:
+      f.write(data)
+
+
+@pytest.mark.parametrize('how', ['garbage files', 'overwritten bytes'])
+def test_a_damaged_latest_checkpoint_is_moved_aside_and_the_one_before_restored(tmp_path, how):
+  _save(tmp_path, [1, 2])
+  _damage(tmp_path, 2, how)
   again = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1)
-  with pytest.raises(errors.CheckpointError, match='resume from step 1 instead') as error:
-    again.restore(abstract(state(0)))
+  with pytest.raises(errors.CheckpointError, match='checkpoints/2') as error:
+    again.restore(abstract(big_state(0)), 2)
+  assert '\n' not in str(error.value)  # One line.
+  step, restored = again.restore_latest(abstract(big_state(0)))
   again.close()
-  assert 'damaged_checkpoint_2' in str(error.value)
+  assert step == 1 and int(restored['step']) == 1
+  np.testing.assert_array_equal(restored['params']['w'], big_state(1)['params']['w'])
+  assert os.listdir(os.path.join(str(tmp_path), 'damaged_checkpoints')) == ['2']
+  assert checkpointing.committed_steps(checkpoints(tmp_path)) == [1]
+
+
+def test_a_damaged_only_checkpoint_or_another_model_stops_and_moves_nothing(tmp_path):
+  _save(tmp_path, [1, 2])
+  other_model = abstract({'params': {'w': jnp.zeros((5, 5))}, 'step': jnp.zeros((), jnp.int32)})
+  again = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1)
+  with pytest.raises(errors.CheckpointError, match=r'move it aside \(mv .*checkpoints/2'):
+    again.restore_latest(other_model)
+  again.close()
+  assert checkpointing.committed_steps(checkpoints(tmp_path)) == [1, 2]
+  shutil.rmtree(os.path.join(str(tmp_path), 'checkpoints', '1'))
+  _damage(tmp_path, 2, 'garbage files')
   with pytest.raises(errors.CheckpointError, match='cannot be read'):
     checkpointing.restore_on_one_device(os.path.join(str(tmp_path), 'checkpoints'), 2)
-  shutil.rmtree(os.path.join(str(tmp_path), 'checkpoints', '1'))
   again = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1)
   with pytest.raises(errors.CheckpointError, match='no earlier checkpoint'):
-    again.restore(abstract(state(0)))
+    again.restore_latest(abstract(big_state(0)))
   again.close()
+  assert checkpointing.committed_steps(checkpoints(tmp_path)) == [2]
+
+
+def test_keep_every_steps_keeps_those_checkpoints_beside_the_newest(tmp_path):
+  checkpointer = checkpointing.Checkpointer(checkpoints(tmp_path), every_steps=1, max_to_keep=2,
+                                            keep_every_steps=3)
+  for step in range(1, 9):
+    checkpointer.save(step, state(step))
+  checkpointer.close()
+  assert checkpointing.committed_steps(checkpoints(tmp_path)) == [3, 6, 7, 8]
 
 
 def test_best_checkpoint_keeps_only_the_lowest_metric_across_restarts(tmp_path):

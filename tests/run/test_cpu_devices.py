@@ -117,7 +117,7 @@ def test_many_queued_steps_on_two_cpu_devices_do_not_deadlock(tmp_path, num_seed
                        '--xla_cpu_collective_call_warn_stuck_timeout_seconds=5')}
   result = subprocess.run(
       [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
-       f'--workdir={tmp_path}/run', f'--config.dataset.data_dir={tmp_path}/no_tfds',
+       f'--workdir={tmp_path}/run',
        '--config.dataset.download=False', '--config.num_train_steps=400',
        '--config.log_every_steps=400', '--config.eval_every_steps=400',
        '--config.eval_at_start=False', '--config.checkpoint_every_steps=400',

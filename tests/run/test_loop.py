@@ -14,7 +14,6 @@ pytestmark = pytest.mark.slow  # Training runs to a number.
 
 
 def _offline(config, tmp_path):
-  config.dataset.data_dir = str(tmp_path / 'empty_tfds')
   config.dataset.download = False
   return config
 

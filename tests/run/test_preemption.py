@@ -24,7 +24,7 @@ KILL_TRIALS = 8  # ~5 s each; 20 cost 100 s of a suite that must stay well under
 def command(workdir, steps, *flags):
   """The smoke autoencoder on the bundled digits, saving at every step (so kills land mid-save)."""
   return [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
-          f'--workdir={workdir}', f'--config.dataset.data_dir={workdir}_empty_tfds',
+          f'--workdir={workdir}',
           '--config.dataset.download=False', f'--config.num_train_steps={steps}',
           '--config.checkpoint_every_steps=1', '--config.log_every_steps=1',
           '--config.eval_every_steps=100000', '--config.eval_at_start=False', *flags]

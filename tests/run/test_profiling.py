@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from gan_aec import layers
+from gan_aec.layers import _conv
 from gan_aec.run import profiling
 
 
@@ -18,6 +18,6 @@ def test_convolutions_grouped_ones_and_matmuls_are_told_apart():
   assert 'convolution' in kinds_of(conv, x[0], k[0])
   assert 'convolution, grouped' in kinds_of(jax.vmap(conv), x, k)
   assert 'convolution, grouped' not in kinds_of(jax.vmap(
-      lambda x, k: layers.per_replica(layers.conv_stride1_fast, ((1, 1), (1, 1)))(x, k)), x, k)
+      lambda x, k: _conv.per_replica(_conv.conv_stride1_fast, ((1, 1), (1, 1)))(x, k)), x, k)
   assert 'matmul (dot)' in kinds_of(lambda a: a @ a, jnp.ones((64, 64)))
   assert 'elementwise' in kinds_of(lambda a: jnp.tanh(a) * 2, jnp.ones((64, 64)))

@@ -20,7 +20,6 @@ FAMILIES = ('autoencoder', 'denoising_autoencoder', 'vae', 'dcgan', 'mnist_class
 
 def smoke(name: str, tmp_path, **overrides):
   config = config_lib.load_config(name, 'smoke')
-  config.dataset.data_dir = str(tmp_path / 'empty_tfds')  # Offline: the bundled digits.
   config.dataset.download = False
   for key, value in overrides.items():
     node = config

@@ -1,5 +1,5 @@
-"""Feature extractors, sample metrics during training, and gan_aec.evaluate (gan_aec.run.sample_quality,
-gan_aec.run.evaluation)."""
+"""Feature extractors, sample metrics during training, and gan_aec.evaluate
+(gan_aec.run.sample_quality, gan_aec.run.evaluation)."""
 
 import json
 import os
@@ -58,15 +58,14 @@ def test_user_supplied_extractor_and_cached_real_features(tmp_path, digits, monk
 @pytest.mark.slow
 def test_training_logs_sample_metrics_keeps_the_best_and_evaluate_matches(tmp_path, monkeypatch):
   monkeypatch.setattr(mnist, 'can_reach_download_server', lambda *a, **k: False)
-  data_dir = str(tmp_path / 'tfds')  # Empty and offline: the bundled digits.
+  cache_dir = str(tmp_path / 'cache')  # No data dir, offline: the bundled digits.
   classifier_dir = str(tmp_path / 'classifier')
   config = config_lib.load_config('mnist_classifier', 'smoke')
-  config.dataset.data_dir = data_dir
   loop.train_and_evaluate(config, classifier_dir)
   assert os.path.exists(os.path.join(classifier_dir, 'figures', 'confusion_matrix.png'))
 
   config = config_lib.load_config('vae', 'smoke')
-  config.dataset.data_dir = data_dir
+  config.dataset.cache_dir = cache_dir
   config.sample_metrics.extractor = classifier_dir
   config.sample_metrics.num_samples = 200
   workdir = str(tmp_path / 'vae')
@@ -77,13 +76,14 @@ def test_training_logs_sample_metrics_keeps_the_best_and_evaluate_matches(tmp_pa
   assert sorted(logged) == [0, 4]
   best_step = min(logged, key=logged.get)
   assert os.listdir(os.path.join(workdir, 'best_checkpoint')) == [str(best_step)]
-  assert os.path.isdir(os.path.join(data_dir, 'gan_aec_cache'))  # Real features cached.
+  assert os.listdir(cache_dir)  # Real features cached.
 
   record = evaluation.evaluate_checkpoints(workdir, checkpoint='best', references=True)
   best = record['best']
   assert best['step'] == best_step and best['num_samples'] == 200 and best['split'] == 'test'
   # Named by what it computes (a hash of its weights and its step), not by where it lies.
-  assert best['extractor'].startswith('mnist classifier ') and classifier_dir not in best['extractor']
+  assert best['extractor'].startswith('mnist classifier ')
+  assert classifier_dir not in best['extractor']
   np.testing.assert_allclose(best['fid'], logged[best_step], rtol=1e-4)  # Same samples.
   assert sum(best['class_histogram']) == 200
   refs = record['references']

@@ -50,12 +50,12 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_two_processes(workdir, empty_data_dir, steps, config='configs/autoencoder.py:smoke', extra=(),
+def _run_two_processes(workdir, steps, config='configs/autoencoder.py:smoke', extra=(),
                        devices_per_process=4):
   port = _free_port()
   processes = [subprocess.Popen(
       [sys.executable, '-m', 'gan_aec.main', f'--config={config}',
-       f'--workdir={workdir}', f'--config.dataset.data_dir={empty_data_dir}',
+       f'--workdir={workdir}',
        '--config.dataset.download=False', f'--config.num_train_steps={steps}',
        '--config.eval_at_start=False', '--config.eval_every_steps=4', *extra,
        f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={i}'],
@@ -74,9 +74,9 @@ def _run_two_processes(workdir, empty_data_dir, steps, config='configs/autoencod
 def test_two_processes_train_checkpoint_and_resume_like_one(runs, tmp_path):
   _, eight = runs
   workdir = str(tmp_path / 'two_processes')
-  _run_two_processes(workdir, str(tmp_path / 'empty_tfds'), steps=2)
+  _run_two_processes(workdir, steps=2)
   assert helpers.final_state(workdir)[0] == 2
-  stderr = _run_two_processes(workdir, str(tmp_path / 'empty_tfds'), steps=4)
+  stderr = _run_two_processes(workdir, steps=4)
   assert 'Resumed from' in stderr
   starts = [r for r in helpers.read_metrics(workdir) if 'event' in r]
   assert [(r['step'], r['devices'], r['processes']) for r in starts] == [(0, 8, 2), (2, 8, 2)]
@@ -91,13 +91,12 @@ def test_eight_replicas_on_two_processes_of_two_devices_train_like_one_device(tm
   The autoencoder: the VAE's bias-corrected RMSprop (first update lr * sign(g)) turns the two
   layouts' float32 rounding into differences of up to half a learning rate on a few of its four
   replicas' 2 million parameters."""
-  empty = str(tmp_path / 'empty_tfds')
   one = str(tmp_path / 'one_device')
-  config = scale_out_worker.smoke_config('autoencoder', empty)
+  config = scale_out_worker.smoke_config('autoencoder')
   config.num_seeds = 8
   loop.train_and_evaluate(config, one)
   two = str(tmp_path / 'two_processes')
-  _run_two_processes(two, empty, steps=4, config='configs/autoencoder.py:smoke',
+  _run_two_processes(two, steps=4, config='configs/autoencoder.py:smoke',
                      extra=('--config.num_seeds=8',), devices_per_process=2)
   start = helpers.read_metrics(two)[0]
   assert (start['devices'], start['processes'], len(start['replicas'])) == (4, 2, 8)
@@ -122,7 +121,7 @@ def test_a_process_finishing_later_than_the_other_does_not_fail_the_run(tmp_path
   (hook / 'sitecustomize.py').write_text(STRAGGLER.format(delay=20), encoding='utf-8')
   port = _free_port()
   common = [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
-            f'--workdir={tmp_path / "run"}', f'--config.dataset.data_dir={tmp_path / "empty"}',
+            f'--workdir={tmp_path / "run"}',
             '--config.dataset.download=False', f'--coordinator_address=localhost:{port}',
             '--num_processes=2', '--shutdown_timeout_s=120']
   late_env = {**env_with_devices(1),

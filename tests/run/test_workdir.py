@@ -63,8 +63,12 @@ def test_an_unwritable_or_full_workdir_is_refused_before_training(tmp_path, monk
   (tmp_path / 'a_file').write_text('not a folder', encoding='utf-8')
   with pytest.raises(errors.WorkdirUnusableError, match='Cannot write to the workdir'):
     workdir.check_usable(str(tmp_path / 'a_file' / 'run'), checkpoint_bytes=1000)
+  before = sorted(os.listdir(tmp_path))
+  workdir.check_usable(str(tmp_path / 'run' / 'deeper'), checkpoint_bytes=1000)
+  assert sorted(os.listdir(tmp_path)) == before  # Nothing created, the probe file is gone.
+  (tmp_path / 'run').mkdir()
   workdir.check_usable(str(tmp_path / 'run'), checkpoint_bytes=1000)
-  assert os.listdir(tmp_path / 'run') == []  # The probe file is gone.
+  assert os.listdir(tmp_path / 'run') == []
   monkeypatch.setattr(workdir.shutil, 'disk_usage',
                       lambda path: collections.namedtuple('Usage', 'total used free')(1, 1, 2**20))
   with pytest.raises(errors.WorkdirUnusableError, match='has 1 MB free; this run needs about'):
@@ -75,7 +79,6 @@ def test_the_loop_checks_the_workdir_before_it_trains(tmp_path):
   from gan_aec.run import loop  # pylint: disable=g-import-not-at-top
   (tmp_path / 'a_file').write_text('not a folder', encoding='utf-8')
   config = config_lib.load_config('autoencoder', 'smoke')
-  config.dataset.data_dir = str(tmp_path / 'empty')
   config.dataset.download = False
   with pytest.raises(errors.WorkdirUnusableError, match='Choose a --workdir'):
     loop.train_and_evaluate(config, str(tmp_path / 'a_file' / 'run'))

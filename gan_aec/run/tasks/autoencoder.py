@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import figures, microbatching
+from gan_aec import autoencoder, figures, microbatching
 from gan_aec.autoencoder import (ConvAutoencoder, add_noise, create_train_state, eval_step,
                                  train_step)
 from gan_aec.data.splits import Split
@@ -19,6 +19,7 @@ from gan_aec.run.tasks.base import Task, optimizer
 from gan_aec.run.workdir import ReplicaFiles
 
 NUM_FIGURE_DIGITS = 10
+_reconstruct = jax.jit(autoencoder.reconstruct)  # Compiled once for the process's figures.
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
@@ -42,7 +43,7 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     inputs = clean
     if noise_std:
       inputs = np.asarray(add_noise(clean, jax.random.key(0), noise_std))
-    recon = np.asarray(jax.nn.sigmoid(model.apply({'params': state.params}, inputs)))
+    recon = np.asarray(_reconstruct(state, inputs))
     if noise_std:
       rows, titles, name = [inputs, recon, clean], ['noisy', 'denoised', 'clean'], 'denoising'
     else:

@@ -57,7 +57,8 @@ class Task:
   step_hyperparameters: tuple[str, ...] = ()
 
 
-def optimizer(config: ml_collections.ConfigDict, factory: Callable[..., optax.GradientTransformation],
+def optimizer(config: ml_collections.ConfigDict,
+              factory: Callable[..., optax.GradientTransformation],
               **hyperparameters) -> optax.GradientTransformation:
   """factory(learning_rate=config.learning_rate, **hyperparameters): the family's optimizer.
 

@@ -58,6 +58,16 @@ def _update_progress(files: ReplicaFiles, step: int,
   return all_steps, all_samples
 
 
+REPORT_REAL_LABEL = 0.9  # The original report's one-sided label smoothing (non-saturating loss).
+
+
+def resolve_defaults(config: ml_collections.ConfigDict) -> None:
+  """real_label None -> the report's 0.9 for the non-saturating loss, 1.0 (the standard form)
+  for hinge and least squares."""
+  if config.get('real_label', 0.0) is None:
+    config.real_label = REPORT_REAL_LABEL if config.loss == 'non_saturating' else 1.0
+
+
 def build_task(config: ml_collections.ConfigDict) -> Task:
   if config.loss not in dcgan.LOSSES:
     raise ValueError(f'loss={config.loss!r} is not a GAN loss here; choose one of '

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_aec import figures
+from gan_aec import figures, vae
 from gan_aec.data.batching import map_in_batches, to_float
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
@@ -23,9 +23,13 @@ from gan_aec.vae import ConvVAE, create_train_state, eval_step, train_step
 MANIFOLD_SIZE = 20  # The original report's 20x20 grid over norm.ppf(linspace(0.05, 0.95, 20)).
 
 
-def _latent_means(model, params, images_uint8: np.ndarray) -> np.ndarray:
-  encode = jax.jit(lambda p, x: model.apply({'params': p}, x, method='encode')[0])
-  return map_in_batches(lambda x: encode(params, to_float(x)), images_uint8)
+# Jitted once for the process: every evaluation's figures reuse the compiled functions.
+_latent_means_of = jax.jit(lambda state, images: vae.encode(state, images)[0])
+_decode = jax.jit(vae.decode)
+
+
+def _latent_means(state, images_uint8: np.ndarray) -> np.ndarray:
+  return map_in_batches(lambda x: _latent_means_of(state, to_float(x)), images_uint8)
 
 
 def _project_2d(means: np.ndarray) -> tuple[np.ndarray, str, str, str]:
@@ -38,30 +42,32 @@ def _project_2d(means: np.ndarray) -> tuple[np.ndarray, str, str, str]:
           f'PCA projection of the {means.shape[1]}-d latent means')
 
 
-def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, step: int,
+def write_vae_figures(state, latent_dim: int, test: Split, figures_dir: str, step: int,
                       title: str) -> list[str]:
-  """Latent scatter, 20x20 manifold, prior samples, reconstructions, interpolations (PNG)."""
-  decode = jax.jit(lambda p, z: jax.nn.sigmoid(model.apply({'params': p}, z, method='decode')))
+  """Latent scatter, 20x20 manifold, prior samples, reconstructions, interpolations (PNG) of a
+  VAE's TrainState."""
+  def decode(z):
+    return np.asarray(_decode(state, z))
   path = functools.partial(os.path.join, figures_dir)
   paths = []
-  means = _latent_means(model, params, test.images)
+  means = _latent_means(state, test.images)
   points, xlabel, ylabel, what = _project_2d(means)
   paths.append(figures.save_scatter(path('latent_scatter.png'), points, test.labels,
                                     f'{title}: {what} of {len(means)} test images', xlabel, ylabel))
 
   # Manifold: z over the prior's quantiles in the first two latent dimensions (others at 0).
   grid = np.asarray(norm.ppf(jnp.linspace(0.05, 0.95, MANIFOLD_SIZE)))
-  z = np.zeros((MANIFOLD_SIZE ** 2, model.latent_dim), np.float32)
+  z = np.zeros((MANIFOLD_SIZE ** 2, latent_dim), np.float32)
   z[:, 0] = np.tile(grid, MANIFOLD_SIZE)
   z[:, 1] = np.repeat(grid[::-1], MANIFOLD_SIZE)  # z[1] grows upwards.
-  extra = '' if model.latent_dim == 2 else ' (other latents 0)'
+  extra = '' if latent_dim == 2 else ' (other latents 0)'
   paths.append(figures.save_image_grid(
-      path('manifold.png'), np.asarray(decode(params, z)), MANIFOLD_SIZE,
+      path('manifold.png'), decode(z), MANIFOLD_SIZE,
       f'{title}: decoded z over norm.ppf(linspace(.05, .95, 20)){extra}',
       xlabel='z[0] ->', ylabel='z[1] ->'))
 
-  prior = jax.random.normal(jax.random.key(0), (100, model.latent_dim))
-  samples = np.asarray(decode(params, prior))
+  prior = jax.random.normal(jax.random.key(0), (100, latent_dim))
+  samples = decode(prior)
   paths.append(figures.save_image_grid(path('samples.png'), samples, 10,
                                        f'{title}: samples from the prior'))
   paths.append(figures.save_image_grid(path(f'samples_step{step:06d}.png'), samples, 10,
@@ -69,7 +75,7 @@ def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, ste
 
   digits = to_float(test.images[:10])
   paths.append(figures.save_image_rows(path('reconstructions.png'),
-                                       [digits, np.asarray(decode(params, means[:10]))],
+                                       [digits, decode(means[:10])],
                                        ['test images', 'decoded means'], title=title))
 
   # Interpolations: 5 pairs of test images (fewer in a tiny split), 10 steps along the line between
@@ -78,7 +84,7 @@ def write_vae_figures(model: ConvVAE, params, test: Split, figures_dir: str, ste
   rows = [means[2 * i] * (1 - alphas) + means[2 * i + 1] * alphas
           for i in range(min(5, len(means) // 2))]
   paths.append(figures.save_image_grid(
-      path('interpolation.png'), np.asarray(decode(params, np.concatenate(rows))), 10,
+      path('interpolation.png'), decode(np.concatenate(rows)), 10,
       f'{title}: interpolation between test images in latent space'))
   return paths
 
@@ -98,15 +104,13 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                     seed: int) -> list[str]:
     figures_dir = files.figures
     del final, seed  # The figures always show the latest state, from fixed latents.
-    return write_vae_figures(model, state.params, test, figures_dir, step,
+    return write_vae_figures(state, config.latent_dim, test, figures_dir, step,
                              f'VAE (latent {config.latent_dim}), step {step}')
-
-  decode = jax.jit(lambda p, z: jax.nn.sigmoid(model.apply({'params': p}, z, method='decode')))
 
   def sample_images(state, rng, num: int) -> np.ndarray:
     """Decoder means (Bernoulli probabilities in [0, 1]) of z ~ N(0, I)."""
     z = np.asarray(jax.random.normal(rng, (num, model.latent_dim)))
-    return map_in_batches(lambda zs: decode(state.params, zs), z)
+    return map_in_batches(lambda zs: _decode(state, zs), z)
 
   binarized = config.dataset.dynamic_binarization
   return Task(
