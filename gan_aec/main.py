@@ -16,6 +16,7 @@ checkpoint, a non-finite loss); 128 + N after SIGTERM (143) or SIGINT (130), onc
 the current step is saved.
 """
 
+import errno
 import logging as std_logging
 import sys
 import time
@@ -51,12 +52,18 @@ config_flags.DEFINE_config_file(
 
 
 class _QuietLibraries(std_logging.Filter):
-  """Drops the INFO chatter of orbax and TFDS (dozens of lines per checkpoint); keeps warnings."""
+  """Drops the INFO chatter of orbax and TFDS (dozens of lines per checkpoint); keeps warnings.
+
+  Also drops orbax's own report of a failed background save (an error with its traceback): the
+  exception reaches `main`, which says what failed in one line (or re-raises what it does not
+  know)."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     if '/gcsfs/' in record.pathname and 'Could not determine bucket type' in record.getMessage():
       return False  # Repeated for every path of a bucket it cannot classify (e.g. an emulator).
     noisy = '/orbax/' in record.pathname or '/tensorflow_datasets/' in record.pathname
+    if '/orbax/' in record.pathname and record.exc_info:
+      return False
     return record.levelno >= std_logging.WARNING or not noisy
 
 
@@ -83,7 +90,32 @@ def main(argv):
     _finish_distributed(distributed)
     print(e, file=sys.stderr)
     sys.exit(128 + e.signum)
+  except Exception as e:  # pylint: disable=broad-except
+    problem = _disk_problem(e)
+    if problem is None:
+      raise
+    _finish_distributed(distributed)
+    _fail(f'{problem} while the run wrote to {_WORKDIR.value}; the checkpoints already committed '
+          'there are intact: free some space (or fix the workdir) and re-run the same command '
+          'to resume from the latest of them.')
   _finish_distributed(distributed)
+
+
+def _disk_problem(error: BaseException) -> str | None:
+  """'No space left on device (...)' or the OSError's own text, when `error` or an error behind
+  it is the disk refusing a write (a full disk, a quota, a read-only remount, an I/O error;
+  orbax and TensorStore raise those from their own threads, not always as OSError); else None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS,
+                                                       errno.EIO):
+      return text
+    if 'No space left on device' in str(error):
+      return 'No space left on device (' + text[:200] + ')'
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,

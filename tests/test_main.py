@@ -88,3 +88,19 @@ def test_a_bad_flag_exits_1_with_one_message_and_creates_nothing(tmp_path, flag,
   assert result.returncode == 1
   assert message in result.stderr and 'Traceback' not in result.stderr
   assert not os.path.exists(workdir)
+
+
+def test_a_disk_that_refuses_a_write_is_named_however_the_error_reaches_main():
+  from gan_aec import main  # pylint: disable=g-import-not-at-top
+  full = OSError(28, 'No space left on device')
+  assert main._disk_problem(full) == '[Errno 28] No space left on device'
+  try:  # TensorStore's error from orbax's save thread, raised again by orbax in the main thread.
+    try:
+      raise ValueError('RESOURCE_EXHAUSTED: Failed writing: "x": No space left on device '
+                       "[os_error_code='28']")
+    except ValueError as inner:
+      raise RuntimeError('Save Finalize thread (save_finalize) failed.') from inner
+  except RuntimeError as outer:
+    assert main._disk_problem(outer).startswith('No space left on device (RESOURCE_EXHAUSTED')
+  assert main._disk_problem(ValueError('a bug')) is None  # Anything else keeps its traceback.
+  assert main._disk_problem(FileNotFoundError(2, 'No such file')) is None

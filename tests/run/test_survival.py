@@ -150,6 +150,37 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_befo
   assert restarts == [0, 4]  # Resumed from step 4, the checkpoint before the damaged one.
 
 
+@pytest.mark.slow
+def test_every_kind_of_checkpoint_file_damaged_still_resumes_with_the_right_state(tmp_path):
+  """Cut short or overwritten, any file of the latest checkpoint: the run resumes from it when
+  what it restores matches the saved state's hash (the file was not needed), else from the one
+  before, with the damaged one set aside; never a traceback, never a wrong state."""
+  run = str(tmp_path / 'run')
+  loop.train_and_evaluate(smoke_config('autoencoder', tmp_path, num_train_steps=4), run)
+  latest = os.path.join(run, 'checkpoints', '4')
+  kinds = ['_CHECKPOINT_METADATA', os.path.join('default', '_METADATA'),
+           os.path.join('default', 'manifest.ocdbt'), os.path.join('default', '_sharding')]
+  for kind in kinds:
+    for how in ('cut', 'overwritten'):
+      workdir = str(tmp_path / f'{kind.replace(os.sep, "_")}_{how}')
+      shutil.copytree(run, workdir)
+      path = os.path.join(workdir, 'checkpoints', '4', kind)
+      assert os.path.exists(path), sorted(os.listdir(latest))
+      data = bytearray(open(path, 'rb').read())
+      if how == 'cut':
+        data = data[:len(data) // 2]
+      else:
+        data[len(data) // 2:len(data) // 2 + 16] = b'\xff' * 16
+      with open(path, 'wb') as f:
+        f.write(bytes(data))
+      loop.train_and_evaluate(smoke_config('autoencoder', tmp_path, num_train_steps=6), workdir)
+      restarts = [r['step'] for r in helpers.read_metrics(workdir) if r.get('event') == 'run_start']
+      damaged = os.path.join(workdir, 'damaged_checkpoints')
+      assert restarts[-1] == (2 if os.path.exists(damaged) else 4), (kind, how, restarts)
+      if restarts[-1] == 4:  # Resumed from the damaged checkpoint: it restored what was saved.
+        assert helpers.final_state(workdir)[0] == 6
+
+
 def _write_damaged_mnist(tmp_path):
   data_dir = str(tmp_path / 'tfds')
   helpers.write_mnist_files(str(tmp_path / 'src'), num_train=40, num_test=20)
