@@ -26,6 +26,7 @@ def digits():
 
 
 @pytest.mark.parametrize('name', sorted(SEED_WIDTHS))
+@pytest.mark.slow
 def test_model_shapes_and_dtypes(name, digits):
   encoder, decoder = SEED_WIDTHS[name]
   model = autoencoder.ConvAutoencoder(encoder_features=encoder, decoder_features=decoder)
@@ -70,6 +71,7 @@ def test_add_noise_stays_in_unit_range_and_depends_on_rng(digits):
 
 
 @pytest.mark.parametrize('name,noise_std', [('autoencoder', 0.0), ('denoising_autoencoder', 0.5)])
+@pytest.mark.slow
 def test_train_step_lowers_the_loss_on_a_small_batch(name, noise_std, digits):
   encoder, decoder = SEED_WIDTHS[name]
   model = autoencoder.ConvAutoencoder(encoder_features=encoder, decoder_features=decoder)
@@ -98,6 +100,7 @@ def test_eval_step_ignores_padding(digits):
 
 
 @pytest.mark.parametrize('microbatch_size', [8, 12])
+@pytest.mark.slow
 def test_microbatched_step_equals_the_whole_batch_step(microbatch_size, digits):
   model = autoencoder.ConvAutoencoder()
   state = train_state.create(model=model, params=model.init(jax.random.key(0), digits)['params'],

@@ -27,6 +27,7 @@ def test_random_shift_translates_each_image_within_bounds():
   assert classifier.random_shift(images, jax.random.key(0), 0) is images
 
 
+@pytest.mark.slow
 def test_classifier_learns_the_bundled_digits(digits):
   config = config_lib.load_config('mnist_classifier', 'smoke')
   config.warmup_steps = 5

@@ -36,6 +36,7 @@ def floats(state) -> list:
 
 
 @pytest.mark.parametrize('name', MODELS)
+@pytest.mark.slow
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters_and_losses(name):
   state32, _, metrics32, hlo32 = first_step(name, 'float32')
   state16, new16, metrics16, hlo16 = first_step(name, 'bfloat16')

@@ -25,6 +25,7 @@ def task_and_state():
   return config, task, task.create_state(jax.random.key(0), batch), batch
 
 
+@pytest.mark.slow
 def test_generator_and_discriminator_shapes_and_ranges(task_and_state):
   _, _, state, batch = task_and_state
   z = dcgan.sample_latents(jax.random.key(1), 6, 100)

@@ -86,6 +86,7 @@ def _compare_with_flax(ours_module, flax_module, x):
 
 
 @pytest.mark.parametrize('kernel,size', STRIDED_CASES)
+@pytest.mark.slow
 def test_fast_strided_conv_matches_flax_conv(kernel, size):
   x = jax.random.normal(jax.random.key(0), (2, *size, 6))
   kwargs = dict(features=8, kernel_size=(kernel, kernel), strides=(2, 2), padding='SAME')
@@ -98,6 +99,7 @@ def test_fast_strided_conv_matches_flax_conv(kernel, size):
 @pytest.mark.parametrize('kernel,size,features',
                          [(k, size, 8) for k, size in STRIDED_CASES]  # Convolution form.
                          + [(3, (14, 14), 32), (5, (4, 4), 16), (5, (7, 7), 16)])  # Patch matmul.
+@pytest.mark.slow
 def test_fast_conv_transpose_matches_flax_conv_transpose(kernel, size, features):
   x = jax.random.normal(jax.random.key(0), (2, *size, 6))
   kwargs = dict(features=features, kernel_size=(kernel, kernel), strides=(2, 2), padding='SAME')
@@ -206,6 +208,7 @@ def _replica_losses(module_class, strides, kernel, features=6):
 
 @pytest.mark.parametrize('module_class,strides,kernel', REPLICA_LAYERS,
                          ids=[f'{m.__name__}-s{s}-k{k}' for m, s, k in REPLICA_LAYERS])
+@pytest.mark.slow
 def test_vmapped_fast_layers_equal_the_vmapped_textbook_layer(module_class, strides, kernel):
   replicas, x = 3, jax.random.normal(jax.random.key(0), (3, 2, 7, 7, 5))
   fast, fast_loss, xla_loss = _replica_losses(module_class, strides, kernel)

@@ -204,6 +204,7 @@ def _assert_vmapped_equals_separate(vmapped, separate):
   assert any(not np.allclose(a, b) for a, b in zip(first, second))
 
 
+@pytest.mark.slow
 def test_dcgan_steps_under_vmap_over_seeds_equal_separate_runs():
   # Not our configs' Adam: SGD with a schedule for the generator, clipped SGD with Nesterov momentum
   # for the discriminator. (Not an Adam-type optimizer here: the biases feeding BatchNorm have a
@@ -228,6 +229,7 @@ def test_dcgan_steps_under_vmap_over_seeds_equal_separate_runs():
                     (5, 28, 28, 1))
 
 
+@pytest.mark.slow
 def test_vae_steps_under_vmap_over_seeds_equal_separate_runs():
   # Not our config's RMSProp: AdamW with a cosine schedule.
   tx = optax.adamw(optax.cosine_decay_schedule(1e-3, decay_steps=10), weight_decay=1e-4)

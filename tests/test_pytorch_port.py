@@ -50,6 +50,7 @@ def test_autoencoder_port_computes_our_function(images):
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_vae_port_has_our_loss_gradients_and_rmsprop_step(images):
   model = vae.ConvVAE()
   state = vae.create_train_state(model, tx=optax.rmsprop(1e-3, decay=0.99, eps_in_sqrt=False),
@@ -83,6 +84,7 @@ def test_vae_port_has_our_loss_gradients_and_rmsprop_step(images):
                              np.asarray(new_params['logvar']['kernel']).T, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dcgan_and_classifier_ports_compute_our_functions(images):
   z = np.random.default_rng(0).uniform(-1, 1, (4, 100)).astype(np.float32)
   generator, discriminator = dcgan.Generator(), dcgan.Discriminator()

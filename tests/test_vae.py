@@ -73,6 +73,7 @@ def test_kl_matches_a_monte_carlo_estimate_of_its_definition():
   assert abs(monte_carlo - closed_form) < 0.02, (monte_carlo, closed_form)
 
 
+@pytest.mark.slow
 def test_iwae_with_one_sample_is_the_elbo_estimate(state, digits):
   images = digits[:8]
   rng = jax.random.key(7)
@@ -158,6 +159,7 @@ def _first_steps_of_default_vae(seeds, steps, **overrides):
   return losses, np.array(logvars)
 
 
+@pytest.mark.slow
 def test_default_vae_stays_finite_on_every_seed_through_its_first_steps():
   # The default once diverged on seeds 2 and 6 of 8 (NaN by steps 100 and ~300): RMSprop's first
   # update is 10 * lr * sign(g) without bias correction, and with Flax's LeCun-normal kernels the

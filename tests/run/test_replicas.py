@@ -83,6 +83,7 @@ def test_summaries_and_optimizer_hyperparameters():
 # --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('num_seeds', [2, 4, 8])
+@pytest.mark.slow
 def test_vmapped_autoencoder_steps_equal_separate_runs(num_seeds):
   digits = mnist.load_bundled().train
   model = autoencoder.ConvAutoencoder()

@@ -25,6 +25,7 @@ def compiles():
 
 
 @pytest.mark.parametrize('name', ['autoencoder', 'vae', 'dcgan', 'mnist_classifier'])
+@pytest.mark.slow
 def test_an_evaluations_figures_and_samples_compile_only_the_first_time(name, tmp_path, compiles):
   config = config_lib.load_config(name, 'smoke')
   task = tasks.build_task(config)
