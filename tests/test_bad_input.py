@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from gan_aec import data as datasets
 from gan_aec.run import config as config_lib, loop
 
 pytestmark = pytest.mark.slow  # A process per row.
@@ -122,7 +123,10 @@ def test_bad_input(row, finished_run, tmp_path):
                                                   encoding='utf-8')]
     assert records[-1]['step'] == 6  # Finished, and every line is whole.
     return  # (A run that trains may cache the real images' features in the data dir.)
-  assert _snapshot(data_dir) == before['data']
+  after = _snapshot(data_dir)
+  if 'Non-finite' in expected:  # It trained until it diverged: it may have cached features.
+    after = {k: v for k, v in after.items() if not k.startswith(datasets.CACHE_FOLDER)}
+  assert after == before['data']
 
 
 def test_the_table_covers_every_kind_of_user_error():

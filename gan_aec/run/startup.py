@@ -189,9 +189,6 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] |
                for seed in sorted(set(replicas.seeds))}
   except ValueError as e:
     raise ConfigError(str(e)) from e
-  quality = (sample_quality.SampleQuality(  # Caches the real images' features in the data dir.
-      extractor, data.test, config.sample_metrics.num_samples, datasets.cache_dir(config.dataset),
-      sample_quality.dataset_id(config)) if extractor else None)
   example_batch = batches[replicas.seeds[0]].get(0, slice(0, 1))
   create_state = _state_fn(task, replicas, mesh, example_batch)
   # The first writes: the checkpoint folders (orbax creates them).
@@ -211,6 +208,10 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Any] |
   else:
     state = create_state()
   state = train_fn.groups.split(state)  # As the steps take it: one state per call.
+  # After the restore, so a run that cannot resume leaves the data dir as it was.
+  quality = (sample_quality.SampleQuality(  # Caches the real images' features in the data dir.
+      extractor, data.test, config.sample_metrics.num_samples, datasets.cache_dir(config.dataset),
+      sample_quality.dataset_id(config)) if extractor else None)
 
   is_writer = jax.process_index() == 0
   if is_writer and (allowed_changes or saved_config is None):
