@@ -89,14 +89,13 @@ class Run:
 
   def close(self) -> None:
     """Waits for the saves in flight to commit, and flushes the logs."""
-    self.checkpointer.close()
-    for best in self.best:
-      best.close()
+    _close(self.checkpointer, self.best)
     self.logger.close()
 
 
 def _close(checkpointer: checkpointing.Checkpointer,
            best: tuple[checkpointing.BestCheckpointer, ...]) -> None:
+  """Waits for the checkpoint managers' saves in flight to commit, and closes them."""
   checkpointer.close()
   for b in best:
     b.close()
