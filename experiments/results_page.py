@@ -85,7 +85,23 @@ def _sample_table(evaluation: dict[str, Any]) -> list[str]:
       step = ', '.join(str(s) for s in steps)
     lines.append(f'| {label} | {step} | ' + ' | '.join(_value(scores, c) for c in columns)
                  + ' |')
-  return lines + ['']
+  return lines + [''] + _disagreements(evaluation)
+
+
+def _disagreements(evaluation: dict[str, Any]) -> list[str]:
+  """A sentence where FID and KID rank the latest samples on opposite sides of uniform noise."""
+  latest, noise = evaluation.get('latest'), evaluation.get('references', {}).get('uniform_noise')
+  if not latest or not noise or not all(m in s for m in ('fid', 'kid') for s in (latest, noise)):
+    return []
+  worse = [m for m in ('fid', 'kid') if latest[m] > noise[m]]
+  if len(worse) != 1:
+    return []
+  better = 'kid' if worse == ['fid'] else 'fid'
+  return [f'{worse[0].upper()} ranks the latest samples below uniform noise '
+          f'({_fmt(latest[worse[0]])} vs {_fmt(noise[worse[0]])}) while '
+          f'{better.upper()} ranks them above it ({_fmt(latest[better])} vs '
+          f'{_fmt(noise[better])}): this far from the real digits the two metrics disagree, so '
+          'read both (and the figures) rather than either alone.', '']
 
 
 def _metrics_table(summary: dict[str, Any]) -> list[str]:

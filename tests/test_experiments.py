@@ -128,6 +128,18 @@ def test_calibration_names_each_column_that_does_not_grow_with_the_damage():
   assert calibration.out_of_order(rows[:1] + rows[2:5]) == []
 
 
+def test_the_page_says_when_fid_and_kid_rank_samples_on_opposite_sides_of_noise():
+  def evaluation(fid, kid):
+    return {'latest': {'fid': fid, 'kid': kid},
+            'references': {'uniform_noise': {'fid': 2000.0, 'kid': 1000.0}}}
+  sentence = results_page._disagreements(evaluation(1500.0, 1100.0))
+  assert sentence[0].startswith('KID ranks the latest samples below uniform noise (1100 vs 1000)')
+  assert 'FID ranks them above it (1500 vs 2000)' in sentence[0]
+  assert results_page._disagreements(evaluation(2500.0, 900.0))[0].startswith('FID ranks')
+  assert results_page._disagreements(evaluation(1500.0, 900.0)) == []  # Both: better than noise.
+  assert results_page._disagreements(evaluation(2500.0, 1100.0)) == []  # Both: worse.
+
+
 def test_blur_keeps_the_mean_brightness_and_noise_stays_in_range():
   images = mnist.load_bundled().test.images[:20].astype('float32') / 255.0
   blurred = calibration.blurred(images, 1.5)

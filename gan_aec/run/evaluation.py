@@ -145,12 +145,13 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
                     '--extractor=python:module:function (a network of yours, see '
                     'docs/sample_quality.md) or a configs/mnist_classifier.py run.')
   task = tasks.build_task(config)
-  if task.sample_images is None and not references:
+  sampling = task.drawing.sample_images is not None
+  if not sampling and not references:
     raise UserError(f'A {config.model} run does not generate samples; only --references can be '
                     'computed for it.')
   replicas = replicas_lib.from_config(config, task.step_hyperparameters)
   layout = run_workdir.Layout(workdir, replicas.names())
-  whiches = [w.strip() for w in checkpoint.split(',')] if task.sample_images is not None else []
+  whiches = [w.strip() for w in checkpoint.split(',')] if sampling else []
   for which in whiches:  # Every checkpoint asked for exists, before anything is loaded.
     for r in range(len(replicas)):
       _checkpoint_step(layout, which, r)
@@ -163,7 +164,7 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
   record = json.loads(path.read_text(encoding='utf-8')) if path.exists() else {}
   common = {**quality.record(), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
       timespec='seconds')}
-  if task.sample_images is not None:
+  if sampling:
     example = {'image': batching.to_float(data.test.images[:1], task.image_range)}
     abstract = jax.eval_shape(task.create_state, jax.random.key(0), example)
   for which in whiches:
@@ -177,7 +178,7 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
           states = checkpointing.restore_replicas_on_one_device(directory, step, abstract,
                                                                 len(replicas))
         state = replicas_lib.replica(states, r)
-      samples = task.sample_images(state, sample_metrics_rng(seed), quality.num_samples)
+      samples = task.drawing.sample_images(state, sample_metrics_rng(seed), quality.num_samples)
       scores = {'step': step, 'checkpoint': os.path.relpath(os.path.join(directory, str(step)),
                                                             layout.workdir),
                 **quality.evaluate(samples)}

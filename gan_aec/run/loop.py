@@ -98,7 +98,7 @@ def evaluate(run: Run, state: Any, step: int, final: bool) -> dict[str, Any]:
   for r, seed in enumerate(run.replicas.seeds):
     state_r = replicas_lib.replica(host_state, r) if host_state is not None else None
     if run.quality:  # Every process scores the same samples, so all agree on saving the best.
-      samples = run.task.sample_images(state_r, evaluation.sample_metrics_rng(seed),
+      samples = run.task.drawing.sample_images(state_r, evaluation.sample_metrics_rng(seed),
                                        run.quality.num_samples)
       scores = run.quality.evaluate(samples)
       values[r].update({f'eval_{k}': float(scores[k]) for k in sample_quality.SCALARS
@@ -108,7 +108,7 @@ def evaluate(run: Run, state: Any, step: int, final: bool) -> dict[str, Any]:
                      run.best[r].directory)
     if run.is_writer:
       files = run.layout.replica(r)
-      paths = run.task.write_figures(state_r, run.data.test, files, step, final, seed=seed)
+      paths = run.task.drawing.write_figures(state_r, run.data.test, files, step, final, seed=seed)
       run.logger.write_images(step, paths, run.replicas.image_prefix(r))
   logged = replicas_lib.summarize_all(values)
   if run.quality:  # Which network the sample metrics were measured in: its name and hash.
@@ -123,8 +123,8 @@ def _write_samples(run: Run, state: Any, step: int) -> None:
   if not run.is_writer:
     return
   for r, seed in enumerate(run.replicas.seeds):
-    paths = run.task.write_samples(replicas_lib.replica(host_state, r), run.layout.replica(r),
-                                   step, seed=seed)
+    paths = run.task.drawing.write_samples(replicas_lib.replica(host_state, r),
+                                           run.layout.replica(r), step, seed=seed)
     run.logger.write_images(step, paths, run.replicas.image_prefix(r))
 
 
@@ -185,8 +185,8 @@ def train(run: Run, state: Any) -> dict[str, Any]:
       signum = stop.requested(done)
       saving = final or signum is not None or run.checkpointer.should_save(done)
       evaluating = done % config.eval_every_steps == 0 or final
-      sampling = (not evaluating and task.write_samples and task.sample_every_steps
-                  and done % task.sample_every_steps == 0)
+      sampling = (not evaluating and task.drawing.write_samples and task.drawing.sample_every_steps
+                  and done % task.drawing.sample_every_steps == 0)
       if done % config.log_every_steps == 0 or final:
         if saving or evaluating or sampling:
           log(done, metrics)  # Now: its record goes before the evaluation's, as it always has.

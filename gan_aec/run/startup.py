@@ -106,7 +106,7 @@ def _extractor(config: ml_collections.ConfigDict,
   """The sample metrics' network when config.sample_metrics.extractor is set (else None)."""
   if not config.get('sample_metrics') or not config.sample_metrics.extractor:
     return None
-  if task.sample_images is None:
+  if task.drawing.sample_images is None:
     raise ConfigError(f'config.sample_metrics.extractor is set, but {config.model} does not '
                       'generate samples; unset it.')
   return sample_quality.load_extractor(config.sample_metrics.extractor)

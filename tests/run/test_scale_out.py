@@ -118,7 +118,7 @@ loop.train_and_evaluate = _late
 def test_a_process_finishing_later_than_the_other_does_not_fail_the_run(tmp_path):
   hook = tmp_path / 'straggler'
   hook.mkdir()
-  (hook / 'sitecustomize.py').write_text(STRAGGLER.format(delay=20), encoding='utf-8')
+  (hook / 'sitecustomize.py').write_text(STRAGGLER.format(delay=10), encoding='utf-8')
   port = _free_port()
   common = [sys.executable, '-m', 'gan_aec.main', '--config=configs/autoencoder.py:smoke',
             f'--workdir={tmp_path / "run"}',
@@ -135,4 +135,4 @@ def test_a_process_finishing_later_than_the_other_does_not_fail_the_run(tmp_path
     assert process.returncode == 0, f'process {i}:\n{stderr[-3000:]}'
   assert 'waiting for the other 1 process(es) to finish' in outputs[0]
   waited = float(outputs[0].split('All 2 processes finished (waited ')[1].split(' s)')[0])
-  assert waited >= 15  # It did wait for the straggler, and said so.
+  assert waited >= 5  # It did wait for the straggler, and said so.

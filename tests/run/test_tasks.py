@@ -37,11 +37,12 @@ def test_an_evaluations_figures_and_samples_compile_only_the_first_time(name, tm
   files = run_workdir.Layout(str(tmp_path)).replica(0)
 
   def evaluate(step):
-    task.write_figures(state, test, files, step, final=True, seed=0)
-    if task.write_samples:
-      task.write_samples(state, files, step, seed=0)
-    if task.sample_images:
-      task.sample_images(state, jax.random.key(1), 30)
+    drawing = task.drawing
+    drawing.write_figures(state, test, files, step, final=True, seed=0)
+    if drawing.write_samples:
+      drawing.write_samples(state, files, step, seed=0)
+    if drawing.sample_images:
+      drawing.sample_images(state, jax.random.key(1), 30)
   evaluate(1)
   first = len(compiles)
   assert first > 0  # The listener sees compiles at all.

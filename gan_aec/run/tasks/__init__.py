@@ -14,9 +14,9 @@ import ml_collections
 
 from gan_aec.errors import ConfigError
 from gan_aec.run.tasks import autoencoder, classifier, dcgan, vae
-from gan_aec.run.tasks.base import Task
+from gan_aec.run.tasks.base import Drawing, Task
 
-__all__ = ['REGISTRY', 'Task', 'build_task', 'resolve_defaults']
+__all__ = ['REGISTRY', 'Drawing', 'Task', 'build_task', 'resolve_defaults']
 
 REGISTRY: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
     'autoencoder': autoencoder.build_task,

@@ -15,7 +15,7 @@ from gan_aec.autoencoder import (ConvAutoencoder, add_noise, create_train_state,
                                  train_step)
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
-from gan_aec.run.tasks.base import Task, optimizer
+from gan_aec.run.tasks.base import Drawing, Task, optimizer
 from gan_aec.run.workdir import ReplicaFiles
 
 NUM_FIGURE_DIGITS = 10
@@ -60,4 +60,4 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
                   train_step, noise_std=noise_std,
                   microbatch_size=microbatching.resolve_microbatch_size(config.microbatch_size)),
               eval_step=functools.partial(eval_step, noise_std=noise_std),
-              write_figures=write_figures)
+              drawing=Drawing(write_figures))

@@ -14,7 +14,7 @@ from gan_aec import data, figures
 from gan_aec.classifier import Classifier, create_train_state, eval_step, train_step
 from gan_aec.data.batching import map_in_batches, to_float
 from gan_aec.data.splits import Split
-from gan_aec.run.tasks.base import Task, optimizer
+from gan_aec.run.tasks.base import Drawing, Task, optimizer
 from gan_aec.run.workdir import ReplicaFiles
 
 NUM_CLASSES = 10
@@ -78,4 +78,4 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
 
   return Task(create_state=create_state,
               train_step=functools.partial(train_step, max_shift=config.max_shift),
-              eval_step=eval_step, write_figures=write_figures)
+              eval_step=eval_step, drawing=Drawing(write_figures))

@@ -16,7 +16,7 @@ from gan_aec import dcgan, figures
 from gan_aec.data import batching
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
-from gan_aec.run.tasks.base import Task, optimizer
+from gan_aec.run.tasks.base import Drawing, Task, optimizer
 from gan_aec.run.workdir import ReplicaFiles
 
 NUM_SAMPLES = 64  # The fixed noise batch: an 8x8 grid.
@@ -115,7 +115,8 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     return (batching.map_in_batches(lambda zs: sample_fn(state, zs), z) + 1.0) / 2.0
 
   return Task(create_state=create_state, train_step=train_step, eval_step=dcgan.eval_step,
-              write_figures=write_figures, write_samples=write_samples,
-              sample_every_steps=config.sample_every_steps,
-              image_range=batching.TANH_RANGE, sample_images=sample_images,
+              drawing=Drawing(write_figures, sample_images=sample_images,
+                              write_samples=write_samples,
+                              sample_every_steps=config.sample_every_steps),
+              image_range=batching.TANH_RANGE,
               step_hyperparameters=('real_label',))

@@ -16,7 +16,7 @@ from gan_aec import figures, vae
 from gan_aec.data.batching import map_in_batches, to_float
 from gan_aec.data.splits import Split
 from gan_aec.run import config as config_lib
-from gan_aec.run.tasks.base import Task, optimizer
+from gan_aec.run.tasks.base import Drawing, Task, optimizer
 from gan_aec.run.workdir import ReplicaFiles
 from gan_aec.vae import ConvVAE, create_train_state, eval_step, train_step
 
@@ -120,4 +120,5 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
       eval_step=functools.partial(eval_step,
                                   num_importance_samples=config.eval.num_importance_samples,
                                   dynamic_binarization=binarized),
-      write_figures=write_figures, sample_images=sample_images, step_hyperparameters=('beta',))
+      drawing=Drawing(write_figures, sample_images=sample_images),
+      step_hyperparameters=('beta',))
