@@ -349,7 +349,7 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
       'differences': (differences(metrics, torch_rows['metrics'], experiment.compared, seeds,
                                   max(1, torch_rows['finished'])) if torch_rows else None),
       'figures': figures,
-      'full_mode': _full_mode(experiment, args, records, seeds),
+      'full_mode': _full_mode(experiment, args),
       'original_report': experiment.original_report,
       'original_numbers': experiment.original_numbers,
   }
@@ -360,18 +360,11 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
   return summary
 
 
-def _full_mode(experiment: Experiment, args: argparse.Namespace, records: list[dict[str, Any]],
-               seeds: int) -> dict[str, Any]:
-  """The full mode's size, and one seed's time on this machine at this run's images/s (one
-  seed's share of it)."""
+def _full_mode(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
+  """The full mode's size (the page scales this run's wall time to it)."""
   full, _ = build_config(experiment, argparse.Namespace(**{**vars(args), 'quick': False,
                                                            'full': True, 'num_seeds': 1}))
-  rates = [r['images_per_s'] / seeds for r in records if 'images_per_s' in r]
-  out = {'steps': full.num_train_steps, 'batch_size': full.batch_size}
-  if rates:
-    out['estimated_minutes_here'] = round(
-        full.num_train_steps * full.batch_size / rates[-1] / 60, 1)
-  return out
+  return {'steps': full.num_train_steps, 'batch_size': full.batch_size}
 
 
 def main(experiment: Experiment, argv: list[str] | None = None) -> dict[str, Any]:

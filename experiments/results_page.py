@@ -138,6 +138,16 @@ def _metrics_table(summary: dict[str, Any]) -> list[str]:
   return lines + ['']
 
 
+def _full_mode_estimate(summary: dict[str, Any]) -> str:
+  """How long the full mode would train the same seeds on this machine, scaled from this run's
+  wall time by the images it would train."""
+  full, seeds = summary['full_mode'], summary.get('num_seeds', 1)
+  minutes = (summary['train_wall_s'] / 60 * full['steps'] * full['batch_size']
+             / (summary['steps'] * summary['batch_size']))
+  together = f'these {seeds} seeds in one program' if seeds > 1 else 'one seed'
+  return f', about {minutes:,.0f} min for {together} on this machine at this run\'s speed'
+
+
 def section(summary: dict[str, Any]) -> list[str]:
   if summary.get('kind') == 'calibration':
     return calibration_section(summary)
@@ -164,10 +174,8 @@ def section(summary: dict[str, Any]) -> list[str]:
                  + (f'; diverged: seeds {torch["diverged"]}' if torch.get('diverged') else ''))
   full = summary.get('full_mode')
   if full and summary['mode'] != 'full':
-    estimate = (f', about {full["estimated_minutes_here"]:,.0f} min per seed on this machine at '
-                'this run\'s speed' if 'estimated_minutes_here' in full else '')
     lines.append(f'- full mode (`--full`): {full["steps"]:,} steps of batch '
-                 f'{full["batch_size"]}{estimate}; not run here')
+                 f'{full["batch_size"]}{_full_mode_estimate(summary)}; not run here')
   if data.get('synthetic'):
     lines += ['', '**A check of the pipeline on synthetic files, not a result.** The run trained '
               'on generated stand-in images in the official file layout (no real CelebA is on '

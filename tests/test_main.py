@@ -26,7 +26,7 @@ def run_main(workdir, *flags):
 @pytest.fixture(scope='module')
 def first_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('main') / 'run')
-  result = run_main(workdir)
+  result = run_main(workdir, '--config.eval_at_start=True')  # Evaluations at steps 0 and 4.
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir, result
 

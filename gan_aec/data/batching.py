@@ -99,8 +99,10 @@ def map_in_batches(fn: Callable[[np.ndarray], Any], inputs: np.ndarray, batch_si
 
   fn returns an array, or a tuple of arrays (or None, passed through as None), with the batch on
   axis 0. With `pad` the last batch is padded with zeros to the full size (and the padding's
-  outputs dropped), so a jitted fn compiles once.
+  outputs dropped), so a jitted fn compiles once; fewer inputs than `batch_size` are one batch of
+  their own size (not padded to it).
   """
+  batch_size = max(1, min(batch_size, len(inputs)))
   outputs = []
   for start in range(0, len(inputs), batch_size):
     chunk = np.asarray(inputs[start:start + batch_size])

@@ -132,6 +132,7 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.num_train_steps = 4
   config.log_every_steps = 2
   config.eval_every_steps = 4
+  config.eval_at_start = False  # One evaluation, at the end (tests of the first one set it).
   config.checkpoint_every_steps = 2
   config.dataset.test_images = 256
   return config

@@ -118,6 +118,21 @@ def test_eval_batches_cover_the_split_once_with_padding_masked(bundled):
   np.testing.assert_array_equal(labels, bundled.test.labels)
 
 
+def test_map_in_batches_pads_to_one_shape_and_never_past_the_inputs():
+  shapes = []
+
+  def fn(x):
+    shapes.append(x.shape)
+    return x * 2, None
+  doubled, nothing = batching.map_in_batches(fn, np.arange(1100.0), 500)
+  np.testing.assert_array_equal(doubled, np.arange(1100.0) * 2)
+  assert nothing is None and shapes == [(500,)] * 3  # The last 100 padded to 500.
+  shapes.clear()
+  np.testing.assert_array_equal(batching.map_in_batches(fn, np.arange(200.0), 500)[0],
+                                np.arange(200.0) * 2)
+  assert shapes == [(200,)]  # Fewer inputs than a batch: one batch of their size.
+
+
 def test_batch_larger_than_split_is_a_clear_error(bundled):
   with pytest.raises(ValueError, match='larger than the training split'):
     batching.TrainBatches(bundled.test, 4000, seed=0)

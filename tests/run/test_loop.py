@@ -22,6 +22,7 @@ def test_autoencoder_test_loss_falls_on_bundled_real_digits(tmp_path):
   config = _offline(configs.autoencoder.get_config('smoke'), tmp_path)
   config.batch_size = 64
   config.num_train_steps = 150
+  config.eval_at_start = True
   config.eval_every_steps = 150
   config.log_every_steps = 50
   config.checkpoint_every_steps = 150

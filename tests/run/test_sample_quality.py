@@ -68,6 +68,7 @@ def test_training_logs_sample_metrics_keeps_the_best_and_evaluate_matches(tmp_pa
   config.dataset.cache_dir = cache_dir
   config.sample_metrics.extractor = classifier_dir
   config.sample_metrics.num_samples = 200
+  config.eval_at_start = True  # Two evaluations, to keep the better one.
   workdir = str(tmp_path / 'vae')
   final = loop.train_and_evaluate(config, workdir)
   for name in sample_quality.SCALARS:

@@ -92,12 +92,12 @@ def test_records_after_the_resumed_checkpoint_are_dropped(tmp_path):
 
 def test_a_restart_from_step_0_drops_the_killed_attempts_records(tmp_path):
   workdir = str(tmp_path / 'run')
-  loop.train_and_evaluate(smoke_config('autoencoder', tmp_path), workdir)
+  loop.train_and_evaluate(smoke_config('autoencoder', tmp_path, eval_at_start=True), workdir)
   expected = helpers.scalar_records(workdir)
   assert expected[0]['step'] == 0  # The step-0 evaluation, which the restart writes again.
   # As after a kill before the first checkpoint committed: records, no checkpoint.
   shutil.rmtree(os.path.join(workdir, 'checkpoints'))
-  loop.train_and_evaluate(smoke_config('autoencoder', tmp_path), workdir)
+  loop.train_and_evaluate(smoke_config('autoencoder', tmp_path, eval_at_start=True), workdir)
   assert helpers.scalar_records(workdir) == expected
 
 
