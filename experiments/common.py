@@ -209,6 +209,8 @@ def training(records: list[dict[str, Any]]) -> dict[str, Any]:
                  'start': record.get('wall_time'), 'end': record.get('wall_time')}
       attempts.append(current)
     elif current is not None and 'wall_time' in record:
+      if current['start'] is None:  # A run_start without its wall time: the first record's.
+        current['start'] = record['wall_time']
       current['end'] = record['wall_time']
   seconds = sum(a['end'] - a['start'] for a in attempts if a['start'] is not None)
   return {'code': sorted({a['code'] for a in attempts if a['code']}),

@@ -173,7 +173,8 @@ def section(summary: dict[str, Any]) -> list[str]:
     lines.append(f'- eager PyTorch: `{torch["command"]}`, {torch["wall_s"] / 60:.1f} min in all'
                  + (f'; diverged: seeds {torch["diverged"]}' if torch.get('diverged') else ''))
   full = summary.get('full_mode')
-  if full and summary['mode'] != 'full':
+  if full and summary['mode'] != 'full' and (full['steps'], full['batch_size']) != (
+      summary['steps'], summary['batch_size']):  # (The classifier's standard is its full size.)
     lines.append(f'- full mode (`--full`): {full["steps"]:,} steps of batch '
                  f'{full["batch_size"]}{_full_mode_estimate(summary)}; not run here')
   if data.get('synthetic'):

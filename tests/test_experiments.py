@@ -149,6 +149,14 @@ def test_the_full_mode_estimate_scales_the_wall_time_of_all_the_seeds_trained():
   assert results_page._full_mode_estimate(one).startswith(', about 18 min for one seed ')
 
 
+def test_training_time_sums_each_attempt_from_its_start_to_its_last_record():
+  records = [{'event': 'run_start', 'step': 0, 'code': 'a', 'wall_time': 100.0},
+             {'step': 10, 'wall_time': 160.0},
+             {'event': 'run_start', 'step': 10},  # No wall time: timed from its first record.
+             {'step': 20, 'wall_time': 1000.0}, {'step': 30, 'wall_time': 1030.0}]
+  assert common.training(records) == {'code': ['a'], 'attempts': 2, 'wall_s': 90.0}
+
+
 def test_blur_keeps_the_mean_brightness_and_noise_stays_in_range():
   images = mnist.load_bundled().test.images[:20].astype('float32') / 255.0
   blurred = calibration.blurred(images, 1.5)
