@@ -2,6 +2,7 @@
 train to the same parameters and metrics (float32 tolerance), BatchNorm included."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from gan_aec.run import loop
 from tests import helpers
-from tests.run import scale_out_worker
+from tests.run import scale_out_worker, test_preemption
 
 pytestmark = pytest.mark.slow  # 8 simulated devices and 2 cooperating processes.
 
@@ -101,6 +102,30 @@ def test_eight_replicas_on_two_processes_of_two_devices_train_like_one_device(tm
   start = helpers.read_metrics(two)[0]
   assert (start['devices'], start['processes'], len(start['replicas'])) == (4, 2, 8)
   helpers.assert_same_run(two, one)
+
+
+@pytest.mark.parametrize('service', [True, False])
+def test_a_sigterm_to_one_process_stops_both_after_the_same_step_with_a_checkpoint(service,
+                                                                                  tmp_path):
+  """The process that got no signal learns of it and stops too: through JAX's preemption service,
+  or (with the service off) an allgather every few steps."""
+  workdir, port = str(tmp_path / 'run'), _free_port()
+  env = {**env_with_devices(1), 'JAX_ENABLE_PREEMPTION_SERVICE': str(service).lower()}
+  processes = [subprocess.Popen(
+      test_preemption.command(workdir, 100000, f'--coordinator_address=localhost:{port}',
+                              '--num_processes=2', f'--process_id={i}'),
+      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  test_preemption.wait_for_training(processes[0], workdir, starts=1)
+  processes[1].send_signal(signal.SIGTERM)  # Not the process that writes the metrics.
+  outputs = [p.communicate(timeout=300)[1] for p in processes]
+  stopped = []
+  for i, (process, stderr) in enumerate(zip(processes, outputs)):
+    assert process.returncode == 128 + signal.SIGTERM, f'process {i}:\n{stderr[-3000:]}'
+    stopped.append(int(stderr.split('Stopped by SIGTERM at step ')[1].split(';')[0]))
+  assert stopped[0] == stopped[1] == helpers.committed_steps(workdir)[-1]
+  how = "JAX's preemption service" if service else 'an allgather every'
+  assert f'stops all 2 after the same step ({how}' in outputs[0]
 
 
 STRAGGLER = '''
