@@ -128,12 +128,34 @@ def test_one_replica_is_the_whole_mesh_as_data():
   assert replicas.from_config(config).names() == ('replica00_seed0',)
 
 
+K, SEED = 2, 3  # The stacked runs: seeds 3 and 4.
+
+
+def _stacked_overrides(family: str) -> dict:
+  # The DCGAN's samples are scored by the shipped network (the default extractor), on 100.
+  return {'sample_metrics.num_samples': 100} if family == 'dcgan' else {}
+
+
+@pytest.fixture(scope='module')
+def stacked_runs(tmp_path_factory):
+  """family -> (workdir, final metrics) of its K-seed smoke run from SEED, trained once for the
+  tests of this module that read it."""
+  runs = {}
+
+  def get(family):
+    if family not in runs:
+      workdir = str(tmp_path_factory.mktemp('stacked') / family)
+      config = smoke(family, None, seed=SEED, num_seeds=K, **_stacked_overrides(family))
+      runs[family] = workdir, loop.train_and_evaluate(config, workdir)
+    return runs[family]
+  return get
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('family', FAMILIES)
-def test_replica_i_of_k_is_the_run_of_seed_s_plus_i(family, tmp_path):
-  k, seed = 2, 3
-  stacked_dir = str(tmp_path / 'stacked')
-  final = loop.train_and_evaluate(smoke(family, tmp_path, seed=seed, num_seeds=k), stacked_dir)
+def test_replica_i_of_k_is_the_run_of_seed_s_plus_i(family, stacked_runs, tmp_path):
+  k, seed = K, SEED
+  stacked_dir, final = stacked_runs(family)
   step, stacked_state = helpers.final_state(stacked_dir)
   start = helpers.read_metrics(stacked_dir)[0]
   assert [r['seed'] for r in start['replicas']] == [seed, seed + 1]
@@ -141,7 +163,8 @@ def test_replica_i_of_k_is_the_run_of_seed_s_plus_i(family, tmp_path):
   assert eval_names
   for i in range(1, k):  # Replica 1, seed S + 1: replica 0 is the same code with offset 0.
     single_dir = str(tmp_path / f'seed{seed + i}')
-    single = loop.train_and_evaluate(smoke(family, tmp_path, seed=seed + i), single_dir)
+    single = loop.train_and_evaluate(
+        smoke(family, tmp_path, seed=seed + i, **_stacked_overrides(family)), single_dir)
     single_step, single_state = helpers.final_state(single_dir)
     assert single_step == step
     helpers.assert_same_state(replicas.replica(stacked_state, i), single_state)
@@ -237,18 +260,16 @@ def test_a_diverged_replica_stops_the_run_naming_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_stacked_dcgan_logs_per_replica_sample_metrics_and_evaluate_reports_them(tmp_path):
-  workdir = str(tmp_path / 'dcgan')  # Scored by the shipped network (the default extractor).
-  final = loop.train_and_evaluate(
-      smoke('dcgan', tmp_path, num_seeds=2, **{'sample_metrics.num_samples': 100}), workdir)
+def test_stacked_dcgan_logs_per_replica_sample_metrics_and_evaluate_reports_them(stacked_runs):
+  workdir, final = stacked_runs('dcgan')
   fids = final['eval_fid_per_replica']
   assert len(fids) == 2 and fids[0] != fids[1]  # Two generators, two FIDs.
   np.testing.assert_allclose(final['eval_fid_std'], np.std(fids, ddof=1), rtol=1e-6)
   assert sorted(os.listdir(os.path.join(workdir, 'best_checkpoint'))) == [
-      'replica00_seed0', 'replica01_seed1']
+      f'replica00_seed{SEED}', f'replica01_seed{SEED + 1}']
   record = evaluation.evaluate_checkpoints(workdir, checkpoint='latest,best')
   for label in ('latest', 'best'):
-    assert [r['seed'] for r in record[label]['replicas']] == [0, 1]
+    assert [r['seed'] for r in record[label]['replicas']] == [SEED, SEED + 1]
     np.testing.assert_allclose(record[label]['fid'],
                                np.mean([r['fid'] for r in record[label]['replicas']]))
   np.testing.assert_allclose([r['fid'] for r in record['latest']['replicas']],
