@@ -24,11 +24,13 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
 from gan_aec import errors
-from gan_aec.run import config as run_config, cpu_devices, loop, preemption
+from gan_aec.run import config as run_config, cpu_devices
+# JAX and the training loop are imported in `main`, once the flags and the config have been
+# checked: a mistyped config or override is reported in a fraction of a second, not after the
+# seconds that importing JAX takes.
 
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0, for a multi-process run started by '
@@ -72,6 +74,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   for handler in std_logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
+  import jax  # pylint: disable=g-import-not-at-top
+  from gan_aec.run import loop, preemption  # pylint: disable=g-import-not-at-top
   config = flags.FLAGS.config
   distributed = _DISTRIBUTED.value or _COORDINATOR.value
   try:  # Everything a user's input can stop ends in one `error:` line.
@@ -122,6 +126,7 @@ def initialize_distributed(coordinator_address: str | None, num_processes: int |
                            process_id: int | None, shutdown_timeout_s: int = 3600) -> None:
   """jax.distributed.initialize, with CPU collectives over gloo (so CPU-only processes, e.g. the
   tests' two local processes, can form one system; GPUs and TPUs use their own collectives)."""
+  import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id,
@@ -132,6 +137,7 @@ def _finish_distributed(distributed: bool) -> None:
   """Every process of a multi-process run waits here for the others before JAX shuts down, and
   says so: processes finish seconds to minutes apart (the last checkpoint shard, a busy host),
   and JAX's own shutdown at exit aborts a process that waits longer than its timeout."""
+  import jax  # pylint: disable=g-import-not-at-top
   if not distributed or jax.process_count() == 1:
     return
   start, count = time.perf_counter(), jax.process_count()

@@ -104,3 +104,18 @@ def test_a_disk_that_refuses_a_write_is_named_however_the_error_reaches_main():
     assert main._disk_problem(outer).startswith('No space left on device (RESOURCE_EXHAUSTED')
   assert main._disk_problem(ValueError('a bug')) is None  # Anything else keeps its traceback.
   assert main._disk_problem(FileNotFoundError(2, 'No such file')) is None
+
+
+def test_a_mistyped_override_is_reported_before_jax_is_imported(tmp_path):
+  # Importing JAX takes seconds: a typo in the command line is reported without it.
+  probe = ('import runpy, sys\n'
+           f'sys.argv = ["gan_aec.main", "--config=vae:smoke", "--workdir={tmp_path}/run",'
+           ' "--config.laten_dim=4"]\n'
+           'try:\n'
+           '  runpy.run_module("gan_aec.main", run_name="__main__")\n'
+           'except SystemExit as e:\n'
+           '  print("exit", e.code, "jax" in sys.modules)\n')
+  result = subprocess.run([sys.executable, '-c', probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+  assert "Did you mean 'latent_dim'?" in result.stderr
+  assert result.stdout.split() == ['exit', '1', 'False']
