@@ -116,12 +116,15 @@ def test_bad_input(row, finished_run, tmp_path):
     assert _snapshot(run) == before['run']  # The run given is as it was...
     if 'Non-finite' not in expected:  # ... and a new one was not started (nothing written),
       assert not os.path.exists(workdir)  # except a run that trained until it diverged.
-  else:
-    assert kind == 'resumes' and result.returncode == 0, result.stderr[-3000:]
+  else:  # It trains (a new run), resumes RUN, or finds RUN finished: and says the line.
+    assert kind in ('trains', 'resumes', 'does nothing') and result.returncode == 0, (
+        result.stderr[-3000:])
     assert expected in result.stderr, result.stderr[-3000:]
-    records = [json.loads(line) for line in open(os.path.join(run, 'metrics.jsonl'),
-                                                  encoding='utf-8')]
-    assert records[-1]['step'] == 6  # Finished, and every line is whole.
+    trained = run if row['given'] else workdir
+    records = [json.loads(line) for line in open(os.path.join(trained, 'metrics.jsonl'),
+                                                  encoding='utf-8')]  # Every line is whole...
+    steps = re.search(r'num_train_steps=(\d+)', row['command'])
+    assert records[-1]['step'] == (int(steps.group(1)) if steps else 4)  # ... and it finished.
     return  # (A run that trains may cache the real images' features in the data dir.)
   after = _snapshot(data_dir)
   if 'Non-finite' in expected:  # It trained until it diverged: it may have cached features

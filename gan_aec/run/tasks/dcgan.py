@@ -6,6 +6,7 @@ import functools
 import io
 import os
 
+from absl import logging
 import jax
 from etils import epath
 import ml_collections
@@ -66,6 +67,9 @@ def resolve_defaults(config: ml_collections.ConfigDict) -> None:
   for hinge and least squares."""
   if config.get('real_label', 0.0) is None:
     config.real_label = REPORT_REAL_LABEL if config.loss == 'non_saturating' else 1.0
+    logging.info('config.real_label (None): %s for the %s loss%s.', config.real_label,
+                 config.loss, " (the report's one-sided label smoothing)"
+                 if config.loss == 'non_saturating' else ' (its standard form)')
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
