@@ -291,7 +291,7 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
   mode = mode_of(args)
   config, overrides = build_config(experiment, args)
   cpu_devices.split_for_configs([config])  # One CPU device per core, as gan_aec.main does.
-  extractor = (config.get('sample_metrics') or {}).get('extractor')
+  extractor = config_lib.extractor_spec(config)
   workdir = workdir_for(experiment, args)
   if (mode == 'quick' or args.fresh) and os.path.exists(workdir):
     shutil.rmtree(workdir)

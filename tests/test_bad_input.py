@@ -125,6 +125,9 @@ def test_bad_input(row, finished_run, tmp_path):
                                                   encoding='utf-8')]  # Every line is whole...
     steps = re.search(r'num_train_steps=(\d+)', row['command'])
     assert records[-1]['step'] == (int(steps.group(1)) if steps else 4)  # ... and it finished.
+    if 'extractor=None' in row['command']:  # No sample metrics, no best checkpoint.
+      assert not any('eval_fid' in r for r in records)
+      assert not os.path.exists(os.path.join(trained, 'best_checkpoint'))
     return  # (A run that trains may cache the real images' features in the data dir.)
   after = _snapshot(data_dir)
   if 'Non-finite' in expected:  # It trained until it diverged: it may have cached features

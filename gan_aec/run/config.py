@@ -23,7 +23,9 @@ from gan_aec.errors import ConfigError
 DEFAULT_IMAGE_SIZE = 28
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 POSITIVE_FIELDS = ('batch_size', 'num_train_steps', 'log_every_steps', 'eval_every_steps',
-                   'checkpoint_every_steps', 'eval_batch_size', 'sample_every_steps')
+                   'checkpoint_every_steps', 'eval_batch_size', 'sample_every_steps', 'latent_dim')
+# The sample metrics' fewest samples: density and coverage use each point's 5th nearest neighbour.
+MIN_SAMPLE_METRICS_SAMPLES = 6
 
 
 def dataset_config(name: str = 'mnist') -> ml_collections.ConfigDict:
@@ -58,10 +60,20 @@ def sample_metrics_config(extractor: str | None = SHIPPED_EXTRACTOR) -> ml_colle
   # configs/mnist_classifier.py workdir, or python:package.module:function (a network you supply,
   # e.g. for CelebA; see gan_aec.run.sample_quality). Set: FID, KID, precision/recall,
   # density/coverage and class statistics at every evaluation, and the best-FID state kept in
-  # WORKDIR/best_checkpoint. None: none of these.
+  # WORKDIR/best_checkpoint. None (on the command line: --config.sample_metrics.extractor=None):
+  # none of these.
   block.extractor = ml_collections.FieldReference(extractor, field_type=str)
   block.num_samples = 10_000  # N generated and N real test images (fewer if the split is smaller).
   return block
+
+
+def extractor_spec(config: ml_collections.ConfigDict) -> str | None:
+  """config.sample_metrics.extractor, or None for no feature network: None, or the text 'None'
+  (or '') that `--config.sample_metrics.extractor=None` leaves in the config's string field."""
+  spec = (config.get('sample_metrics') or {}).get('extractor')
+  if spec is None or str(spec).strip().lower() in ('', 'none'):
+    return None
+  return spec
 
 
 def compute_dtype(config: ml_collections.ConfigDict):
@@ -153,6 +165,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config[field] % num_devices:
       raise ConfigError(f'config.{field}={config[field]} is not divisible by the {num_devices} '
                         f'devices; use a multiple of {num_devices}.')
+  if int(config.seed) < 0:
+    raise ConfigError(f'config.seed must be a non-negative integer, got {config.seed}.')
+  if 'learning_rate' in config and not config.learning_rate > 0:
+    raise ConfigError(f'config.learning_rate must be positive, got {config.learning_rate}.')
   test_images = config.dataset.get('test_images')
   if test_images is not None and test_images <= 0:
     raise ConfigError(f'config.dataset.test_images must be a positive integer or None (the whole '
@@ -161,7 +177,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if keep is not None and (keep <= 0 or keep % config.checkpoint_every_steps):
     raise ConfigError(f'config.keep_every_steps={keep} must be a positive multiple of '
                       f'config.checkpoint_every_steps={config.checkpoint_every_steps}.')
-  extractor = (config.get('sample_metrics') or {}).get('extractor')
+  extractor = extractor_spec(config)
+  if extractor and config.sample_metrics.num_samples < MIN_SAMPLE_METRICS_SAMPLES:
+    raise ConfigError(f'config.sample_metrics.num_samples must be at least '
+                      f'{MIN_SAMPLE_METRICS_SAMPLES} (density and coverage use each sample\'s '
+                      f'5th nearest neighbour), got {config.sample_metrics.num_samples}.')
   if (extractor == SHIPPED_EXTRACTOR
       and (config.dataset.name != 'mnist' or image_size(config) != 28)):
     raise ConfigError(f'config.sample_metrics.extractor={SHIPPED_EXTRACTOR} scores 28x28 MNIST '

@@ -136,8 +136,7 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
   default the run's sample_metrics.extractor (for a classifier run, the run itself).
   """
   config = _load_run(workdir)
-  block = config.get('sample_metrics') or {}
-  spec = (extractor or block.get('extractor')
+  spec = (extractor or config_lib.extractor_spec(config)
           or (workdir if config.model == 'classifier' else None)
           or (config_lib.SHIPPED_EXTRACTOR if config.dataset.name == 'mnist' else None))
   if not spec:
@@ -157,8 +156,9 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
       _checkpoint_step(layout, which, r)
   extractor_network = sample_quality.load_extractor(spec)
   data = datasets.load(config.dataset, config_lib.image_size(config))
+  num_samples = num_samples or (config.get('sample_metrics') or {}).get('num_samples')
   quality = sample_quality.SampleQuality(
-      extractor_network, data.test, num_samples or block.get('num_samples') or len(data.test),
+      extractor_network, data.test, num_samples or len(data.test),
       datasets.cache_dir(config.dataset), sample_quality.dataset_id(config))
   path = epath.Path(layout.eval_file)
   record = json.loads(path.read_text(encoding='utf-8')) if path.exists() else {}

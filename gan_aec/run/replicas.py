@@ -118,6 +118,9 @@ def from_config(config: ml_collections.ConfigDict,
                       f'{", ".join(sorted(allowed))}.')
   names = sorted(sweep)
   grids = [parse_values(name, sweep[name]) for name in names]
+  for name, values in zip(names, grids):
+    if name in OPTIMIZER_HYPERPARAMETERS and min(values) <= 0:
+      raise ConfigError(f'config.sweep.{name} must hold positive values, got {sweep[name]}.')
   points = [dict(zip(names, values)) for values in itertools.product(*grids)] or [{}]
   seeds, replica_points = [], []
   for point in points:

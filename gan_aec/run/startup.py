@@ -104,12 +104,13 @@ def _close(checkpointer: checkpointing.Checkpointer,
 def _extractor(config: ml_collections.ConfigDict,
                task: tasks.Task) -> sample_quality.FeatureExtractor | None:
   """The sample metrics' network when config.sample_metrics.extractor is set (else None)."""
-  if not config.get('sample_metrics') or not config.sample_metrics.extractor:
+  spec = config_lib.extractor_spec(config)
+  if spec is None:
     return None
   if task.drawing.sample_images is None:
     raise ConfigError(f'config.sample_metrics.extractor is set, but {config.model} does not '
                       'generate samples; unset it.')
-  return sample_quality.load_extractor(config.sample_metrics.extractor)
+  return sample_quality.load_extractor(spec)
 
 
 def _example_batch(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
