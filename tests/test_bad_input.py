@@ -46,13 +46,16 @@ def finished_run(tmp_path_factory):
   return workdir
 
 
-def _overwrite_bytes(checkpoint: str) -> None:
-  files = [os.path.join(d, f) for d, _, names in os.walk(checkpoint) for f in names
-           if os.sep + 'd' + os.sep in os.path.join(d, f)]
-  path = max(files, key=os.path.getsize)  # The largest array data file.
+def _overwrite_bytes(path: str) -> None:
+  """Up to 64 bytes from the middle of the file at `path`, or of a checkpoint's largest array data
+  file."""
+  if os.path.isdir(path):
+    files = [os.path.join(d, f) for d, _, names in os.walk(path) for f in names
+             if os.sep + 'd' + os.sep in os.path.join(d, f)]
+    path = max(files, key=os.path.getsize)
   data = bytearray(open(path, 'rb').read())
   rng = random.Random(0)
-  for i in range(len(data) // 2, len(data) // 2 + 64):
+  for i in range(len(data) // 2, min(len(data), len(data) // 2 + 64)):
     data[i] = rng.randrange(256)
   with open(path, 'wb') as f:
     f.write(data)
@@ -73,6 +76,11 @@ def _prepare(given: str, run: str) -> None:
       shutil.rmtree(os.path.join(run, 'checkpoints', match.group(1)))
     elif (match := re.fullmatch(r'bytes of checkpoint (\d+) overwritten', part)):
       _overwrite_bytes(os.path.join(run, 'checkpoints', match.group(1)))
+    elif (match := re.fullmatch(r'state folder of checkpoint (\d+) deleted', part)):
+      shutil.rmtree(os.path.join(run, 'checkpoints', match.group(1), 'default'))
+    elif (match := re.fullmatch(r'manifest of checkpoint (\d+) overwritten', part)):
+      _overwrite_bytes(os.path.join(run, 'checkpoints', match.group(1), 'default',
+                                    'manifest.ocdbt'))
     else:
       raise ValueError(f'No such given in the table: {part!r}')
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from typing import Any
 
 from absl import logging
@@ -49,11 +50,10 @@ class Checkpointer:
     keep = policies.LatestN(max_to_keep)
     if keep_every_steps:
       keep = policies.AnyPreservationPolicy([keep, policies.EveryNSteps(keep_every_steps)])
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            save_decision_policy=policies.FixedIntervalPolicy(every_steps),
-            preservation_policy=keep, create=True, cleanup_tmp_directories=True))
+    self._options = ocp.CheckpointManagerOptions(
+        save_decision_policy=policies.FixedIntervalPolicy(every_steps),
+        preservation_policy=keep, create=True, cleanup_tmp_directories=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -65,6 +65,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     path = os.path.join(self.directory, str(step))
     target = jax.tree.map(_squeezed_abstract, abstract_state) if self.squeeze else abstract_state
+    _drop_reports_to_closed_event_loops()  # Before: some arrive while the restore fails.
     try:
       saved = self._manager.restore(step, args=ocp.args.StandardRestore(target))
       expected = (self._manager.metadata(step).custom_metadata or {}).get(DIGEST_KEY)
@@ -111,7 +112,10 @@ class Checkpointer:
         os.rename(path, aside)
         logging.warning('%s Moved it to %s; resuming from step %d, the checkpoint before it.',
                         e, aside, max(earlier))
-        self._manager.reload()
+        # A new manager: one that read the damaged folder may have taken it for a checkpoint of
+        # other items (e.g. one whose state folder is gone) and would read the next one so too.
+        self._manager.close()
+        self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 
   def _saved_shapes_match(self, step: int, abstract_state: Any) -> bool:
     """False when checkpoint `step`'s metadata, still readable, describes another state (the
@@ -191,6 +195,24 @@ class BestCheckpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _drop_reports_to_closed_event_loops() -> None:
+  """Installs (once per process) a sys.unraisablehook that drops `RuntimeError: Event loop is
+  closed` and passes everything else on: when a restore fails on a damaged file, TensorStore's
+  other reads still in flight report back to the event loop orbax has closed, and each report
+  would print a traceback (dozens of them) around the one line that says what failed."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_reports_to_closed_event_loops', False):
+    return
+
+  def hook(unraisable):
+    if (isinstance(unraisable.exc_value, RuntimeError)
+        and str(unraisable.exc_value) == 'Event loop is closed'):
+      return
+    previous(unraisable)
+  hook.drops_reports_to_closed_event_loops = True
+  sys.unraisablehook = hook
 
 
 def state_digest(state: Any) -> str:
