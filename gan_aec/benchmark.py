@@ -86,7 +86,13 @@ def main(argv):
                          f'{available_models()}.')
   if _PROFILE.value:
     profiling.enable_op_tracing()  # Before JAX starts its CPU backend.
-  num_seeds = [int(k) for k in _NUM_SEEDS.value]
+  try:
+    num_seeds = [int(k) for k in _NUM_SEEDS.value]
+  except ValueError:
+    num_seeds = []
+  if not num_seeds or min(num_seeds) < 1:
+    raise app.UsageError(f'--num_seeds={",".join(_NUM_SEEDS.value)}: give positive integers '
+                         'separated by commas, e.g. --num_seeds=1,2,4,8.')
   configs = [config_lib.load_config(name) for name in models]
   for config in configs:
     if _BATCH_SIZE.value:

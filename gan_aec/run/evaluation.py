@@ -135,6 +135,10 @@ def evaluate_checkpoints(workdir: str, *, checkpoint: str = 'latest', extractor:
   real features are then loaded once for all). extractor: a spec (see gan_aec.run.sample_quality);
   default the run's sample_metrics.extractor (for a classifier run, the run itself).
   """
+  if num_samples is not None and num_samples < config_lib.MIN_SAMPLE_METRICS_SAMPLES:
+    raise UserError(f'--num_samples={num_samples}: score at least '
+                    f'{config_lib.MIN_SAMPLE_METRICS_SAMPLES} samples (density and coverage use '
+                    "each sample's 5th nearest neighbour).")
   config = _load_run(workdir)
   spec = (extractor or config_lib.extractor_spec(config)
           or (workdir if config.model == 'classifier' else None)
