@@ -29,8 +29,8 @@ from ml_collections import config_flags
 from gan_aec import errors
 from gan_aec.run import config as run_config, cpu_devices
 # JAX and the training loop are imported in `main`, once the flags and the config have been
-# checked: a mistyped config or override is reported in a fraction of a second, not after the
-# seconds that importing JAX takes.
+# checked (gan_aec.run.config.check): a mistyped config, override or setting is reported in a
+# fraction of a second, not after the seconds that importing JAX takes.
 
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0, for a multi-process run started by '
@@ -74,9 +74,13 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   for handler in std_logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
+  config = flags.FLAGS.config
+  try:  # What the config alone can tell, before the seconds that importing JAX takes.
+    run_config.check(config)
+  except errors.ConfigError as e:
+    _fail(str(e))
   import jax  # pylint: disable=g-import-not-at-top
   from gan_aec.run import loop, preemption  # pylint: disable=g-import-not-at-top
-  config = flags.FLAGS.config
   distributed = _DISTRIBUTED.value or _COORDINATOR.value
   try:  # Everything a user's input can stop ends in one `error:` line.
     if distributed:

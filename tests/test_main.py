@@ -106,16 +106,22 @@ def test_a_disk_that_refuses_a_write_is_named_however_the_error_reaches_main():
   assert main._disk_problem(FileNotFoundError(2, 'No such file')) is None
 
 
-def test_a_mistyped_override_is_reported_before_jax_is_imported(tmp_path):
-  # Importing JAX takes seconds: a typo in the command line is reported without it.
+@pytest.mark.parametrize('flag, message', [
+    ('--config.laten_dim=4', "Did you mean 'latent_dim'?"),
+    ('--config.batch_size=0', 'config.batch_size must be a positive integer'),
+    ('--config.sweep.learning_rate=1e-3,0', 'must hold positive values'),
+])
+def test_a_bad_setting_is_reported_before_jax_is_imported(tmp_path, flag, message):
+  # Importing JAX takes seconds: what the command line and the config alone show is reported
+  # without it.
   probe = ('import runpy, sys\n'
            f'sys.argv = ["gan_aec.main", "--config=vae:smoke", "--workdir={tmp_path}/run",'
-           ' "--config.laten_dim=4"]\n'
+           f' "{flag}"]\n'
            'try:\n'
            '  runpy.run_module("gan_aec.main", run_name="__main__")\n'
            'except SystemExit as e:\n'
            '  print("exit", e.code, "jax" in sys.modules)\n')
   result = subprocess.run([sys.executable, '-c', probe], cwd=REPO, capture_output=True,
                           text=True, timeout=120, check=False)
-  assert "Did you mean 'latent_dim'?" in result.stderr
+  assert message in result.stderr
   assert result.stdout.split() == ['exit', '1', 'False']

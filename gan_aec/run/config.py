@@ -11,8 +11,9 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import math
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import ml_collections
 
@@ -24,6 +25,7 @@ DEFAULT_IMAGE_SIZE = 28
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 POSITIVE_FIELDS = ('batch_size', 'num_train_steps', 'log_every_steps', 'eval_every_steps',
                    'checkpoint_every_steps', 'eval_batch_size', 'sample_every_steps', 'latent_dim')
+OPTIMIZER_HYPERPARAMETERS = ('learning_rate',)  # Swept through optax.inject_hyperparams.
 # The sample metrics' fewest samples: density and coverage use each point's 5th nearest neighbour.
 MIN_SAMPLE_METRICS_SAMPLES = 6
 
@@ -78,10 +80,10 @@ def extractor_spec(config: ml_collections.ConfigDict) -> str | None:
 
 def compute_dtype(config: ml_collections.ConfigDict):
   """`config.compute_dtype` ('float32' when absent) as a JAX dtype; ConfigError if unsupported."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   name = config.get('compute_dtype', 'float32')
   if name not in COMPUTE_DTYPES:
     raise ConfigError(f'compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {name!r}.')
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   return jnp.dtype(name)
 
 
@@ -150,21 +152,57 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Stops a bad config with a ConfigError before any data is read or anything is compiled.
+def sweep_values(name: str, text: Any) -> list[float]:
+  """'1e-4,2e-4' (or a number, or a sequence) -> [1e-4, 2e-4]; ConfigError when malformed."""
+  if isinstance(text, (int, float)):
+    return [float(text)]
+  parts = text if isinstance(text, (list, tuple)) else str(text).split(',')
+  try:
+    values = [float(p) for p in parts if str(p).strip()]
+  except ValueError as e:
+    raise ConfigError(f'config.sweep.{name}={text!r}: give numbers separated by commas, e.g. '
+                      f'--config.sweep.{name}=1e-4,2e-4.') from e
+  if not values:
+    raise ConfigError(f'config.sweep.{name} is empty.')
+  return values
 
-  Checks the dataset and its image size, the positive step and batch fields, and that the batch
-  sizes split evenly over `num_devices` data-parallel devices. (The model name and each family's
-  own fields are checked by gan_aec.run.tasks.build_task.)
-  """
+
+def seeds_and_sweep(config: ml_collections.ConfigDict) -> tuple[int, dict[str, list[float]]]:
+  """(config.num_seeds, {name: values} of config.sweep's set entries, sorted by name); a
+  ConfigError for no seeds, values that are not numbers, or a swept optimizer hyperparameter
+  that is not positive. (Which names a model can sweep: gan_aec.run.replicas.from_config.)"""
+  num_seeds = int(config.get('num_seeds', 1))
+  if num_seeds < 1:
+    raise ConfigError(f'config.num_seeds must be a positive integer, got {num_seeds}.')
+  sweep = {}
+  for name, text in sorted((config.get('sweep') or {}).items()):
+    if text is None or text == '':
+      continue
+    sweep[name] = sweep_values(name, text)
+    if name in OPTIMIZER_HYPERPARAMETERS and min(sweep[name]) <= 0:
+      raise ConfigError(f'config.sweep.{name} must hold positive values, got {text}.')
+  return num_seeds, sweep
+
+
+def num_replicas(config: ml_collections.ConfigDict) -> int:
+  """How many replicas config asks for: num_seeds times the sweep's points."""
+  num_seeds, sweep = seeds_and_sweep(config)
+  return num_seeds * math.prod(len(values) for values in sweep.values())
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Stops a bad config with a ConfigError, from the config alone (no JAX, no data, no devices):
+  the dataset and its image size, the positive sizes and steps, the compute dtype, the seed, the
+  learning rate, the seeds and the sweep's values, the sample metrics' settings. gan_aec.main
+  runs it before it imports JAX; `validate` runs it again with the devices' checks. (The model
+  name and each family's own fields are checked by gan_aec.run.tasks.build_task.)"""
   data.get(config.dataset.name, image_size(config))
   for field in POSITIVE_FIELDS:
     if field in config and int(config[field]) <= 0:
       raise ConfigError(f'config.{field} must be a positive integer, got {config[field]}.')
-  for field in ('batch_size', 'eval_batch_size'):
-    if config[field] % num_devices:
-      raise ConfigError(f'config.{field}={config[field]} is not divisible by the {num_devices} '
-                        f'devices; use a multiple of {num_devices}.')
+  seeds_and_sweep(config)
+  if config.get('compute_dtype', 'float32') not in COMPUTE_DTYPES:
+    compute_dtype(config)  # Raises its ConfigError.
   if int(config.seed) < 0:
     raise ConfigError(f'config.seed must be a non-negative integer, got {config.seed}.')
   if 'learning_rate' in config and not config.learning_rate > 0:
@@ -188,6 +226,16 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                       f'digits, not {config.dataset.name} at {image_size(config)}px: set it to '
                       'python:module:function (a network of yours, docs/sample_quality.md) or '
                       'None.')
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Stops a bad config with a ConfigError before any data is read or anything is compiled:
+  `check`, and that the batch sizes split evenly over `num_devices` data-parallel devices."""
+  check(config)
+  for field in ('batch_size', 'eval_batch_size'):
+    if config[field] % num_devices:
+      raise ConfigError(f'config.{field}={config[field]} is not divisible by the {num_devices} '
+                        f'devices; use a multiple of {num_devices}.')
 
 
 def configs_dir() -> str:

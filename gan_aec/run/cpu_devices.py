@@ -83,8 +83,8 @@ def split_for_configs(configs: list) -> int | None:
   matmuls run faster as one device that uses all cores, so the loop gives it one device), or
   trains several replicas (gan_aec.run.replicas: they spread over devices, data-parallel or
   not)."""
-  from gan_aec.run import replicas  # pylint: disable=g-import-not-at-top
-  counts = [replicas.count(c) for c in configs]
+  from gan_aec.run import config as config_lib  # pylint: disable=g-import-not-at-top
+  counts = [config_lib.num_replicas(c) for c in configs]
   splitting = [(c, k) for c, k in zip(configs, counts) if c.get('cpu_data_parallel', True) or k > 1]
   if not splitting:
     return None

@@ -28,8 +28,9 @@ import numpy as np
 import optax
 
 from gan_aec.errors import ConfigError
+from gan_aec.run import config as config_lib
 
-OPTIMIZER_HYPERPARAMETERS = ('learning_rate',)  # Swept through optax.inject_hyperparams.
+OPTIMIZER_HYPERPARAMETERS = config_lib.OPTIMIZER_HYPERPARAMETERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,21 +85,6 @@ class Replicas:
             for name in self.step_names}
 
 
-def parse_values(name: str, text: Any) -> list[float]:
-  """'1e-4,2e-4' (or a number, or a sequence) -> [1e-4, 2e-4]; ConfigError when malformed."""
-  if isinstance(text, (int, float)):
-    return [float(text)]
-  parts = text if isinstance(text, (list, tuple)) else str(text).split(',')
-  try:
-    values = [float(p) for p in parts if str(p).strip()]
-  except ValueError as e:
-    raise ConfigError(f'config.sweep.{name}={text!r}: give numbers separated by commas, e.g. '
-                      f'--config.sweep.{name}=1e-4,2e-4.') from e
-  if not values:
-    raise ConfigError(f'config.sweep.{name} is empty.')
-  return values
-
-
 def from_config(config: ml_collections.ConfigDict,
                 step_hyperparameters: Sequence[str] = ()) -> Replicas:
   """The replicas config.num_seeds and config.sweep ask for.
@@ -106,21 +92,14 @@ def from_config(config: ml_collections.ConfigDict,
   step_hyperparameters: the names the family's train_step can take per replica (its Task's);
   a swept name that is neither one of them nor an optimizer hyperparameter is a ConfigError.
   """
-  num_seeds = int(config.get('num_seeds', 1))
-  if num_seeds < 1:
-    raise ConfigError(f'config.num_seeds must be a positive integer, got {num_seeds}.')
-  sweep = {name: value for name, value in (config.get('sweep') or {}).items()
-           if value is not None and value != ''}
+  num_seeds, sweep = config_lib.seeds_and_sweep(config)
   allowed = set(OPTIMIZER_HYPERPARAMETERS) | set(step_hyperparameters)
   unknown = sorted(set(sweep) - allowed)
   if unknown:
     raise ConfigError(f'config.sweep.{unknown[0]} cannot be swept for {config.model}; sweepable: '
                       f'{", ".join(sorted(allowed))}.')
   names = sorted(sweep)
-  grids = [parse_values(name, sweep[name]) for name in names]
-  for name, values in zip(names, grids):
-    if name in OPTIMIZER_HYPERPARAMETERS and min(values) <= 0:
-      raise ConfigError(f'config.sweep.{name} must hold positive values, got {sweep[name]}.')
+  grids = [sweep[name] for name in names]
   points = [dict(zip(names, values)) for values in itertools.product(*grids)] or [{}]
   seeds, replica_points = [], []
   for point in points:
@@ -129,16 +108,6 @@ def from_config(config: ml_collections.ConfigDict,
       replica_points.append(point)
   return Replicas(seeds=tuple(seeds), points=tuple(replica_points),
                   step_names=tuple(n for n in names if n in step_hyperparameters))
-
-
-def count(config: ml_collections.ConfigDict) -> int:
-  """How many replicas config asks for (num_seeds times the sweep's points); before any task is
-  built, so without checking what may be swept."""
-  points = 1
-  for name, value in (config.get('sweep') or {}).items():
-    if value is not None and value != '':
-      points *= len(parse_values(name, value))
-  return max(1, int(config.get('num_seeds', 1))) * points
 
 
 def set_optimizer_hyperparameter(state: Any, name: str, values: np.ndarray) -> Any:

@@ -42,7 +42,7 @@ def test_seeds_and_sweep_points_make_the_replicas():
   config.sweep.learning_rate = '1e-3,2e-4'
   config.sweep.beta = '1'
   found = replicas.from_config(config, ('beta',))
-  assert found.seeds == (5, 6, 5, 6) and replicas.count(config) == 4
+  assert found.seeds == (5, 6, 5, 6) and config_lib.num_replicas(config) == 4
   assert [p['learning_rate'] for p in found.points] == [1e-3, 1e-3, 2e-4, 2e-4]
   assert found.labels()[2] == {'replica': 2, 'seed': 5, 'beta': 1.0, 'learning_rate': 2e-4}
   assert found.name(3) == 'replica03_seed6_beta1_learning_rate0.0002'
