@@ -79,3 +79,21 @@ def test_progress_rates_and_eta():
   assert metric_logging.format_eta(3725) == '1:02:05'
   assert metric_logging.format_eta(65) == '1:05'
   assert metric_logging.format_eta(float('nan')) == '?'
+
+
+def test_tensorboard_shows_each_step_once_after_a_resume(tmp_path):
+  """A run killed after logging step 30, whose last checkpoint was step 10, resumes there and
+  logs steps 20 and 30 again: TensorBoard shows the resumed run's values, not both."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  first = metric_logging.MetricLogger(Layout(str(tmp_path)))
+  for step in (10, 20, 30):
+    first.write_scalars(step, {'loss': float(step)})
+  first.close()
+  resumed = metric_logging.MetricLogger(Layout(str(tmp_path)), resume_step=10)
+  for step in (20, 30):
+    resumed.write_scalars(step, {'loss': step + 0.5})
+  resumed.close()
+  events = event_accumulator.EventAccumulator(str(tmp_path))
+  events.Reload()
+  assert [(e.step, e.value) for e in events.Scalars('loss')] == [(10, 10.0), (20, 20.5),
+                                                                  (30, 30.5)]
