@@ -39,9 +39,11 @@ MODELS = benchmarking.MODELS
 
 _MODEL = flags.DEFINE_list('model', None, f'Models to time (default: all of {", ".join(MODELS)} '
                            'that exist).')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, "Batch size (default: each config's).")
-_STEPS = flags.DEFINE_integer('steps', 20, 'Train steps per timed run.')
-_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs; the median is reported.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, "Batch size (default: each config's).",
+                                   lower_bound=1)
+_STEPS = flags.DEFINE_integer('steps', 20, 'Train steps per timed run.', lower_bound=1)
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs; the median is reported.',
+                                lower_bound=1)
 _COMPUTE_DTYPE = flags.DEFINE_enum(
     'compute_dtype', None, list(config_lib.COMPUTE_DTYPES),
     "The models' config.compute_dtype (default: each config's, float32).")
@@ -55,7 +57,7 @@ _NUM_SEEDS = flags.DEFINE_list('num_seeds', ['1'], 'Replicas trained as one prog
 _PROFILE = flags.DEFINE_bool('profile', False, 'Also print where each step spends its time, '
                              'by kind of op (XLA:CPU op tracing; gan_aec.run.profiling).')
 _CELEB_A_IMAGES = flags.DEFINE_integer('celeb_a_images', 2000, 'Synthetic JPEGs for the CelebA '
-                                       'pipeline timing (0: skip it).')
+                                       'pipeline timing (0: skip it).', lower_bound=0)
 
 
 def _pytorch_rates(model: str, batch_size: int) -> dict[str, float]:

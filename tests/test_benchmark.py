@@ -39,10 +39,12 @@ def test_benchmark_json_smoke():
   assert all(p['images_per_s'] > 0 for p in pipelines)
 
 
-@pytest.mark.parametrize('flag', ['--num_seeds=0', '--num_seeds=1,a', '--model=vea'])
+@pytest.mark.parametrize('flag', ['--num_seeds=1,a', '--model=vea', '--batch_size=0'])
 def test_a_bad_flag_says_what_is_wrong_without_a_traceback(flag):
   result = subprocess.run([sys.executable, '-m', 'gan_aec.benchmark', flag, '--steps=1'],
                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
   assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
-  assert flag.split('=')[1] in result.stderr.splitlines()[-1]
+  assert any(flag.split('=')[1] in line and any(
+      why in line for why in ('Flags parsing error', 'Unknown', 'give positive integers'))
+             for line in result.stderr.splitlines()), result.stderr[-3000:]
