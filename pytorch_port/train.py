@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_aec.data import batching, mnist
-from gan_aec.run import config as config_lib
+from gan_aec.run import config as config_lib, tasks
 from pytorch_port import models
 
 MODELS = ('autoencoder', 'denoising_autoencoder', 'vae', 'dcgan')
@@ -169,7 +169,7 @@ def _dcgan_run(config, data, seed: int, steps: int) -> dict[str, float]:
 
 def train_seed(model: str, seed: int, steps: int, data=None) -> dict[str, float]:
   """Trains one seed of `model` (configs/<model>.py) for `steps` steps; its test metrics."""
-  config = config_lib.load_config(model)
+  config = tasks.resolve_defaults(config_lib.load_config(model))  # E.g. the DCGAN's real_label.
   data = data or mnist.load_bundled()
   torch.manual_seed(seed)
   run = {'vae': _vae_run, 'dcgan': _dcgan_run}.get(model, _autoencoder_run)
