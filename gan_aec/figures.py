@@ -1,4 +1,9 @@
-"""PNG figures written into a run's `figures/` folder (matplotlib, no display needed)."""
+"""PNG figures written into a run's `figures/` folder (matplotlib, no display needed).
+
+Figures are drawn on `matplotlib.figure.Figure` objects and written by the Agg renderer, never
+through pyplot: importing this module leaves matplotlib's backend and pyplot's state alone (a
+notebook that imports gan_aec keeps showing its own plots), and nothing is left open.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,7 @@ import io
 from typing import Sequence
 
 from etils import epath
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import figure as mpl_figure
 import numpy as np
 
 
@@ -20,9 +22,14 @@ def _save(fig, path: str) -> str:
   target.parent.mkdir(parents=True, exist_ok=True)
   buffer = io.BytesIO()
   fig.savefig(buffer, format='png', dpi=100)
-  plt.close(fig)
   target.write_bytes(buffer.getvalue())
   return path
+
+
+def _axes(figsize: tuple[float, float]):
+  """A new figure of `figsize` inches and its one set of axes."""
+  fig = mpl_figure.Figure(figsize=figsize)
+  return fig, fig.subplots()
 
 
 def _as_display(image_HWC: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -59,7 +66,7 @@ def save_image_rows(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[
       top, left = r * (height + gap), c * (width + gap)
       canvas[top:top + height, left:left + width] = image
   image, cmap = _as_display(canvas)
-  fig, ax = plt.subplots(figsize=(num_cols * 0.9 + 1.2, num_rows * 0.95 + 0.4))
+  fig, ax = _axes((num_cols * 0.9 + 1.2, num_rows * 0.95 + 0.4))
   ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation='nearest')
   ax.set_xticks([])
   ax.set_yticks([r * (height + gap) + (height - 1) / 2 for r in range(num_rows)],
@@ -88,7 +95,7 @@ def save_image_grid(path: str, images: np.ndarray, num_cols: int, title: str | N
   """Saves [N, H, W, C] images in [0, 1] as one tiled grid; returns the path."""
   canvas, cmap = _as_display(tile(np.asarray(images, np.float32), num_cols))
   height, width = canvas.shape[:2]
-  fig, ax = plt.subplots(figsize=(max(3.0, width / 60), max(3.0, height / 60) + 0.4))
+  fig, ax = _axes((max(3.0, width / 60), max(3.0, height / 60) + 0.4))
   ax.imshow(canvas, cmap=cmap, vmin=0.0, vmax=1.0, interpolation='nearest')
   ax.set_xticks([])
   ax.set_yticks([])
@@ -105,7 +112,7 @@ def save_scatter(path: str, points: np.ndarray, labels: np.ndarray | None, title
                  xlabel: str, ylabel: str) -> str:
   """Scatter of points [N, 2] coloured by integer labels [N] (0..9) with a colour bar, or in one
   colour when labels is None (a dataset without classes)."""
-  fig, ax = plt.subplots(figsize=(6.4, 5.4))
+  fig, ax = _axes((6.4, 5.4))
   if labels is None:
     ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5)
   else:
@@ -120,7 +127,7 @@ def save_scatter(path: str, points: np.ndarray, labels: np.ndarray | None, title
 def save_confusion_matrix(path: str, confusion: np.ndarray, title: str) -> str:
   """A [K, K] count matrix (rows: true class, columns: predicted) with the counts written in."""
   k = confusion.shape[0]
-  fig, ax = plt.subplots(figsize=(6.0, 5.4))
+  fig, ax = _axes((6.0, 5.4))
   ax.imshow(np.log1p(confusion), cmap='Blues')
   for (i, j), count in np.ndenumerate(confusion):
     if count:

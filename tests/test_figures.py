@@ -1,5 +1,9 @@
 """The figures a run writes: what each PNG shows, where on the canvas."""
 
+import os
+import subprocess
+import sys
+
 import matplotlib.image
 import numpy as np
 
@@ -40,3 +44,14 @@ def test_image_grid_tiles_the_images_row_by_row(tmp_path):
   column = gray[:, gray.shape[1] // 2]
   white, black = np.flatnonzero(column > 0.9), np.flatnonzero(column < 0.1)
   assert black.size and white.size and np.median(white) < np.median(black)
+
+
+def test_drawing_leaves_matplotlib_backend_and_pyplot_alone(tmp_path):
+  # A notebook's process: its own backend chosen; gan_aec imported, a figure written.
+  script = ('import sys, matplotlib, numpy as np\n'
+            'from gan_aec import figures\n'
+            f'figures.save_image_grid({str(tmp_path / "g.png")!r}, np.zeros((4, 8, 8, 1)), 2)\n'
+            'print(matplotlib.rcParams["backend"], "matplotlib.pyplot" in sys.modules)\n')
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          check=True, env={**os.environ, 'MPLBACKEND': 'svg'})
+  assert result.stdout.split() == ['svg', 'False']
