@@ -233,14 +233,16 @@ def spread(values: list[float]) -> dict[str, Any]:
 def pytorch_rows(experiment: Experiment, config, workdir: str) -> dict[str, Any] | None:
   """The same model trained in eager PyTorch at the same steps over experiment.pytorch_seeds
   seeds (pytorch_port.train; kept in WORKDIR_pytorch.jsonl, so seeds already trained are not
-  trained again), with each metric's mean, std and per-seed values."""
+  trained again; a seed trained by another version of the port is trained again), with each
+  metric's mean, std and per-seed values."""
   from pytorch_port import train as port  # pylint: disable=g-import-not-at-top
   path = workdir + '_pytorch.jsonl'
   steps = config.num_train_steps
   records = []
   if os.path.exists(path):
     with open(path, encoding='utf-8') as f:
-      records = [r for r in map(json.loads, f) if r.get('steps') == steps]
+      records = [r for r in map(json.loads, f)
+                 if r.get('steps') == steps and r.get('port_version', 1) == port.VERSION]
   done = {r['seed'] for r in records}
   for seed in range(experiment.pytorch_seeds):
     if seed not in done:
@@ -260,6 +262,7 @@ def pytorch_rows(experiment: Experiment, config, workdir: str) -> dict[str, Any]
   seeds = f'0-{experiment.pytorch_seeds - 1}' if experiment.pytorch_seeds > 1 else '0'
   return {'command': f'python -m pytorch_port.train --model={experiment.pytorch_model} '
                      f'--seeds={seeds} --steps={steps}',
+          'code': sorted({r['code'] for r in records if r.get('code')}),
           'seeds': [r['seed'] for r in records], 'finished': len(finished),
           'diverged': [r['seed'] for r in records if 'diverged_at_step' in r],
           'wall_s': round(sum(r.get('train_wall_s', 0.0) for r in records), 1),

@@ -170,7 +170,10 @@ def section(summary: dict[str, Any]) -> list[str]:
            + f'; training took {minutes:.1f} min on {summary["machine"]}']
   torch = summary.get('pytorch')
   if torch:
-    lines.append(f'- eager PyTorch: `{torch["command"]}`, {torch["wall_s"] / 60:.1f} min in all'
+    port_code = ', '.join(torch.get('code') or [])
+    lines.append(f'- eager PyTorch: `{torch["command"]}`'
+                 + (f' (code: gan_aec {port_code})' if port_code else '')
+                 + f', {torch["wall_s"] / 60:.1f} min in all'
                  + (f'; diverged: seeds {torch["diverged"]}' if torch.get('diverged') else ''))
   full = summary.get('full_mode')
   if full and summary['mode'] != 'full' and (full['steps'], full['batch_size']) != (

@@ -16,7 +16,7 @@ EXPERIMENT = Experiment(
     standard={'num_train_steps': 3000, 'eval_every_steps': 3000, 'checkpoint_every_steps': 1500,
               'eval_at_start': False},
     standard_seeds=8,
-    pytorch_model='vae', pytorch_seeds=8,
+    pytorch_model='vae', pytorch_seeds=4,
     compared=('eval_neg_elbo', 'eval_recon', 'eval_kl', 'eval_iwae_nll'),
     figures=('latent_scatter.png', 'manifold.png', 'samples.png', 'reconstructions.png',
              'interpolation.png'),

@@ -94,19 +94,26 @@ def _fans(weight: torch.Tensor, transposed: bool) -> tuple[int, int]:
   return b * receptive, a * receptive  # Linear [out, in], Conv2d [out, in, kh, kw].
 
 
+INITIALIZERS = ('torch', 'glorot_uniform', 'lecun_normal', 'uniform_fan_in')
+
+
 def initialize(module: nn.Module, init: str) -> nn.Module:
-  """Re-initialises every conv and linear layer: 'torch' (PyTorch's default: nothing changes),
-  'glorot_uniform' or 'lecun_normal' (Flax's truncated normal) kernels with zero biases."""
+  """Re-initialises every conv and linear layer as gan_aec's models do: 'glorot_uniform',
+  'lecun_normal' (Flax's truncated normal) or 'uniform_fan_in' (uniform in +-1/sqrt(fan_in))
+  kernels with zero biases; or 'torch' (PyTorch's default, biases included: nothing changes)."""
   if init == 'torch':
     return module
-  if init not in ('glorot_uniform', 'lecun_normal'):
-    raise ValueError(f"init must be 'torch', 'glorot_uniform' or 'lecun_normal', got {init!r}.")
+  if init not in INITIALIZERS:
+    raise ValueError(f'init must be one of {INITIALIZERS}, got {init!r}.')
   for layer in module.modules():
     if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
       fan_in, fan_out = _fans(layer.weight, isinstance(layer, nn.ConvTranspose2d))
       with torch.no_grad():
         if init == 'glorot_uniform':
           bound = math.sqrt(6.0 / (fan_in + fan_out))
+          layer.weight.uniform_(-bound, bound)
+        elif init == 'uniform_fan_in':
+          bound = 1.0 / math.sqrt(fan_in)
           layer.weight.uniform_(-bound, bound)
         else:
           # Flax: truncated normal on (-2, 2) with the std corrected for the truncation.

@@ -1,7 +1,7 @@
 r"""Trains gan_aec's models in eager PyTorch on the same digits, in the same batch order, and
 scores them with the same test metrics: the reference our numbers are compared with.
 
-  python -m pytorch_port.train --model=vae --seeds=0-7 --steps=3000
+  python -m pytorch_port.train --model=vae --seeds=0-3 --steps=3000
   python -m pytorch_port.train --model=denoising_autoencoder --seeds=0-7 --steps=2000 \
       --json=out.jsonl
   python -m pytorch_port.train --model=dcgan --seeds=0-1 --steps=2000
@@ -9,10 +9,10 @@ scores them with the same test metrics: the reference our numbers are compared w
 Data: the MNIST digits gan_aec trains on when it has no TFDS copy (the bundled 8,000 train / 2,000
 test split), batched by gan_aec's own input pipeline with the seed of each run, so both
 implementations see the same images in the same order. Hyperparameters: each model's gan_aec
-config (configs/<model>.py), optimizers as PyTorch implements them. Initialisation: PyTorch's
-default, or the initialiser the config names (pytorch_port.models.initialize); the DCGAN's is
-Flax's default, as ours. The DCGAN's samples are scored like ours: N of them against the first N
-test digits in the features of mnist-clf-v1, the network shipped in gan_aec.
+config (configs/<model>.py), optimizers as PyTorch implements them. Initialisation: the one
+each of our models uses (`networks`: the config's kernel_init, the DCGAN's Glorot-uniform), zero
+biases as ours. The DCGAN's samples are scored like ours: N of them against the first N test
+digits in the features of mnist-clf-v1, the network shipped in gan_aec.
 Prints one line per seed, then the mean and standard deviation of each test metric.
 """
 
@@ -28,10 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from gan_aec.data import batching, mnist
-from gan_aec.run import config as config_lib, tasks
+from gan_aec.run import config as config_lib, startup, tasks
 from pytorch_port import models
 
 MODELS = ('autoencoder', 'denoising_autoencoder', 'vae', 'dcgan')
+DCGAN_KERNEL_INIT = 'glorot_uniform'  # gan_aec.dcgan.model's kernels (the report's Xavier).
+# Raise it with any change that can move what the port trains: a record of another version (in a
+# --json file, or an experiment's kept seeds) is of another model and is trained again.
+VERSION = 2  # 1 initialised the DCGAN's kernels LeCun-normal and the VAE's biases as PyTorch does.
 
 
 def _seeds(text: str) -> list[int]:
@@ -42,10 +46,22 @@ def _seeds(text: str) -> list[int]:
   return seeds
 
 
+def networks(model: str, config) -> dict[str, torch.nn.Module]:
+  """The model's networks at initialisation, as our model initialises them from `config`
+  ({'model': ...}, or the DCGAN's {'generator': ..., 'discriminator': ...}); draws from torch's
+  global generator."""
+  if model == 'dcgan':
+    return {'generator': models.initialize(models.Generator(config.latent_dim), DCGAN_KERNEL_INIT),
+            'discriminator': models.initialize(models.Discriminator(), DCGAN_KERNEL_INIT)}
+  if model == 'vae':
+    return {'model': models.initialize(models.ConvVAE(config.latent_dim), config.kernel_init)}
+  return {'model': models.initialize(models.ConvAutoencoder(tuple(config.encoder_features),
+                                                            tuple(config.decoder_features)),
+                                     config.kernel_init)}
+
+
 def _autoencoder_run(config, data, seed: int, steps: int) -> dict[str, float]:
-  model = models.initialize(models.ConvAutoencoder(tuple(config.encoder_features),
-                                                   tuple(config.decoder_features)),
-                            config.kernel_init)
+  model = networks('autoencoder', config)['model']
   opt = torch.optim.Adam(model.parameters(), config.learning_rate)
   batches = batching.TrainBatches(data.train, config.batch_size, seed)
   noise_std = float(config.noise_std)
@@ -100,7 +116,7 @@ def _iwae_nll(model, x, num_samples: int, per_pass: int = 50) -> torch.Tensor:
 
 
 def _vae_run(config, data, seed: int, steps: int) -> dict[str, float]:
-  model = models.ConvVAE(config.latent_dim)
+  model = networks('vae', config)['model']
   # PyTorch's RMSprop: alpha = config.rmsprop_decay, eps 1e-8 outside the square root.
   opt = torch.optim.RMSprop(model.parameters(), config.learning_rate, alpha=config.rmsprop_decay)
   batches = batching.TrainBatches(data.train, config.batch_size, seed)
@@ -125,8 +141,7 @@ def _vae_run(config, data, seed: int, steps: int) -> dict[str, float]:
 def _dcgan_run(config, data, seed: int, steps: int) -> dict[str, float]:
   """The report's DCGAN: simultaneous Adam updates of both networks from one forward pass (as
   gan_aec.dcgan.train_step), then its samples scored with the shipped feature network."""
-  generator = models.initialize(models.Generator(config.latent_dim), 'lecun_normal')
-  discriminator = models.initialize(models.Discriminator(), 'lecun_normal')
+  generator, discriminator = networks('dcgan', config).values()
   betas = (config.adam_beta1, 0.999)
   opt_g = torch.optim.Adam(generator.parameters(), config.learning_rate, betas=betas)
   opt_d = torch.optim.Adam(discriminator.parameters(), config.learning_rate, betas=betas)
@@ -175,7 +190,8 @@ def train_seed(model: str, seed: int, steps: int, data=None) -> dict[str, float]
   run = {'vae': _vae_run, 'dcgan': _dcgan_run}.get(model, _autoencoder_run)
   start = time.perf_counter()
   out = run(config, data, seed, steps)
-  return {'model': model, 'seed': seed, 'steps': steps, **out,
+  return {'model': model, 'seed': seed, 'steps': steps, 'port_version': VERSION,
+          'code': startup.code_version(), **out,
           'train_wall_s': round(time.perf_counter() - start, 1)}
 
 

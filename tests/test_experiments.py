@@ -84,7 +84,7 @@ def test_the_standard_protocol_is_what_the_page_says():
              for e in (autoencoder_mnist.EXPERIMENT, denoising_autoencoder_mnist.EXPERIMENT,
                        vae_mnist.EXPERIMENT, dcgan_mnist.EXPERIMENT)}
   assert budgets == {'autoencoder_mnist': (2000, 8, 4), 'denoising_autoencoder_mnist': (2000, 4, 4),
-                     'vae_mnist': (3000, 8, 8), 'dcgan_mnist': (2000, 4, 2)}
+                     'vae_mnist': (3000, 8, 4), 'dcgan_mnist': (2000, 4, 2)}
   config, _ = common.build_config(vae_mnist.EXPERIMENT, common.parse_args([]))
   assert config.num_seeds == 8 and config.num_train_steps == 3000
   full, _ = common.build_config(vae_mnist.EXPERIMENT, common.parse_args(['--full']))

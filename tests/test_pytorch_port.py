@@ -115,3 +115,34 @@ def test_dcgan_and_classifier_ports_compute_our_functions(images):
     got = port(models.to_nchw(images)).numpy()
   np.testing.assert_allclose(got, np.asarray(model.apply({'params': params}, images)),
                              rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('model', ['autoencoder', 'denoising_autoencoder', 'vae', 'dcgan'])
+def test_port_initialises_each_layer_as_our_run_does(model):
+  """Each conv and linear layer of the port's networks starts from the distribution of ours (the
+  state our loop creates from the same config): kernels of the same std and range, zero biases."""
+  from gan_aec.run import config as config_lib, tasks  # pylint: disable=g-import-not-at-top
+  from pytorch_port import train  # pylint: disable=g-import-not-at-top
+  config = tasks.resolve_defaults(config_lib.load_config(model))
+  state = tasks.build_task(config).create_state(
+      jax.random.key(0), {'image': np.zeros((1, 28, 28, 1), np.float32)})
+  ours = ({'model': state.params} if model != 'dcgan' else
+          {'generator': state.generator.params, 'discriminator': state.discriminator.params})
+  torch.manual_seed(0)
+  port = train.networks(model, config)
+  for name, params in ours.items():
+    reference = models.load_flax_params(train.networks(model, config)[name],
+                                        jax.device_get(params))
+    layers = [(a, b) for a, b in zip(port[name].modules(), reference.modules())
+              if isinstance(a, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert layers
+    for got, want in layers:
+      w, v = got.weight.detach(), want.weight.detach()
+      assert w.shape == v.shape
+      where = f'{name} {type(got).__name__} {tuple(w.shape)}'
+      assert not got.bias.detach().any() and not want.bias.detach().any(), where
+      if w.numel() < 1000:  # Too few draws to compare their spread (at 64, it varies by ~10%).
+        continue
+      np.testing.assert_allclose(float(w.std()), float(v.std()), rtol=0.1, err_msg=where)
+      np.testing.assert_allclose(float(w.abs().max()), float(v.abs().max()), rtol=0.15,
+                                 err_msg=where)
