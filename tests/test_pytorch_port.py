@@ -4,15 +4,15 @@ the reference our trained numbers are compared with. Skipped where torch is not 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from gan_aec import autoencoder, classifier, dcgan, vae
 from gan_aec.data import mnist
 from gan_aec.data.batching import to_float
+from gan_aec.run import config as config_lib, tasks
 
 torch = pytest.importorskip('torch')
-from pytorch_port import models  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pytorch_port import models, train  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture(scope='module')
@@ -51,15 +51,15 @@ def test_autoencoder_port_computes_our_function(images):
 
 
 @pytest.mark.slow
-def test_vae_port_has_our_loss_gradients_and_rmsprop_step(images):
-  model = vae.ConvVAE()
-  state = vae.create_train_state(model, tx=optax.rmsprop(1e-3, decay=0.99, eps_in_sqrt=False),
-                                 rng=jax.random.key(2), example_images=images)
+def test_vae_port_has_our_loss_gradients_and_rmsprop_steps(images):
+  config = tasks.resolve_defaults(config_lib.load_config('vae'))
+  state = tasks.build_task(config).create_state(jax.random.key(2), {'image': images})
   eps = np.asarray(jax.random.normal(jax.random.key(5), (len(images), 2)))
 
   def loss_fn(params):
-    mean, logvar = model.apply({'params': params}, images, method='encode')
-    logits = model.apply({'params': params}, mean + jnp.exp(0.5 * logvar) * eps, method='decode')
+    mean, logvar = state.apply_fn({'params': params}, images, method='encode')
+    logits = state.apply_fn({'params': params}, mean + jnp.exp(0.5 * logvar) * eps,
+                            method='decode')
     return vae.negative_elbo(logits=logits, targets=images, mean=mean,
                              logvar=logvar)['neg_elbo'].mean()
 
@@ -77,11 +77,16 @@ def test_vae_port_has_our_loss_gradients_and_rmsprop_step(images):
     want = np.asarray(want)  # Float32 sums in another order: relative to the largest entry.
     np.testing.assert_allclose(got.numpy(), want, atol=1e-5 * np.abs(want).max())
 
-  # One optimizer step: optax's RMSprop with eps outside the square root is PyTorch's.
-  torch.optim.RMSprop(port.parameters(), 1e-3, alpha=0.99).step()
-  new_params = state.apply_gradients(grads=grads).params
-  np.testing.assert_allclose(port.logvar.weight.detach().numpy(),
-                             np.asarray(new_params['logvar']['kernel']).T, atol=1e-6)
+  # Three steps from the same gradients: our run's optimizer (the config's RMSprop, bias-corrected,
+  # eps inside the square root) and the port's.
+  opt = train.OptaxRMSprop(port.parameters(), config.learning_rate, config.rmsprop_decay,
+                           bias_correction=config.rmsprop_bias_correction)
+  for _ in range(3):
+    opt.step()
+    state = state.apply_gradients(grads=grads)
+  for got, want in ((port.logvar.weight, state.params['logvar']['kernel'].T),
+                    (port.decoder_deconv.bias, state.params['decoder_deconv']['bias'])):
+    np.testing.assert_allclose(got.detach().numpy(), np.asarray(want), atol=1e-6)
 
 
 @pytest.mark.slow
@@ -121,8 +126,6 @@ def test_dcgan_and_classifier_ports_compute_our_functions(images):
 def test_port_initialises_each_layer_as_our_run_does(model):
   """Each conv and linear layer of the port's networks starts from the distribution of ours (the
   state our loop creates from the same config): kernels of the same std and range, zero biases."""
-  from gan_aec.run import config as config_lib, tasks  # pylint: disable=g-import-not-at-top
-  from pytorch_port import train  # pylint: disable=g-import-not-at-top
   config = tasks.resolve_defaults(config_lib.load_config(model))
   state = tasks.build_task(config).create_state(
       jax.random.key(0), {'image': np.zeros((1, 28, 28, 1), np.float32)})
