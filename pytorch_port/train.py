@@ -168,6 +168,28 @@ def _vae_run(config, data, seed: int, steps: int) -> dict[str, float]:
           'eval_kl': float(kl.mean()), 'eval_iwae_nll': float(iwae.mean())}
 
 
+def dcgan_step(generator, discriminator, opt_g, opt_d, x: torch.Tensor, z: torch.Tensor,
+               real_label: float) -> tuple[float, float]:
+  """One simultaneous update of both networks from one forward pass, as gan_aec.dcgan.train_step
+  with the non-saturating loss: real images x [B, C, H, W] in [-1, 1], latents z [B, L]; returns
+  (d_loss, g_loss) before the update."""
+  def bce(logits, target):
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+  fake = generator(z)
+  real_logits, fake_logits = discriminator(x), discriminator(fake)
+  d_loss = bce(real_logits, real_label) + bce(fake_logits, 0.0)
+  g_loss = bce(fake_logits, 1.0)
+  d_grads = torch.autograd.grad(d_loss, list(discriminator.parameters()), retain_graph=True)
+  g_grads = torch.autograd.grad(g_loss, list(generator.parameters()))
+  for params, grads in ((discriminator.parameters(), d_grads), (generator.parameters(), g_grads)):
+    for p, g in zip(params, grads):
+      p.grad = g
+  opt_d.step()
+  opt_g.step()
+  return d_loss.item(), g_loss.item()
+
+
 def _dcgan_run(config, data, seed: int, steps: int) -> dict[str, float]:
   """The report's DCGAN: simultaneous Adam updates of both networks from one forward pass (as
   gan_aec.dcgan.train_step), then its samples scored with the shipped feature network."""
@@ -181,24 +203,11 @@ def _dcgan_run(config, data, seed: int, steps: int) -> dict[str, float]:
   def latents(n):
     return torch.rand(n, config.latent_dim) * 2 - 1  # Uniform[-1, 1], the report's prior.
 
-  def bce(logits, target):
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
   for step in range(steps):
     x = models.to_nchw(batches.get(step)['image'])
-    fake = generator(latents(len(x)))
-    real_logits, fake_logits = discriminator(x), discriminator(fake)
-    d_loss = bce(real_logits, config.real_label) + bce(fake_logits, 0.0)
-    g_loss = bce(fake_logits, 1.0)
-    d_grads = torch.autograd.grad(d_loss, list(discriminator.parameters()), retain_graph=True)
-    g_grads = torch.autograd.grad(g_loss, list(generator.parameters()))
-    for params, grads in ((discriminator.parameters(), d_grads),
-                          (generator.parameters(), g_grads)):
-      for p, g in zip(params, grads):
-        p.grad = g
-    opt_d.step()
-    opt_g.step()
-    if not math.isfinite(d_loss.item() + g_loss.item()):
+    d_loss, g_loss = dcgan_step(generator, discriminator, opt_g, opt_d, x, latents(len(x)),
+                                config.real_label)
+    if not math.isfinite(d_loss + g_loss):
       return {'diverged_at_step': step}
   generator.eval()
   from gan_aec.run import sample_quality  # pylint: disable=g-import-not-at-top

@@ -149,3 +149,48 @@ def test_port_initialises_each_layer_as_our_run_does(model):
       np.testing.assert_allclose(float(w.std()), float(v.std()), rtol=0.1, err_msg=where)
       np.testing.assert_allclose(float(w.abs().max()), float(v.abs().max()), rtol=0.15,
                                  err_msg=where)
+
+
+@pytest.mark.slow
+def test_dcgan_port_step_updates_every_weight_and_statistic_as_our_train_step(images, monkeypatch):
+  """From the same weights, real images and latents, with dropout off and plain SGD (so that each
+  update is the gradient itself), the port's step (train.dcgan_step) changes every parameter and
+  BatchNorm running statistic of both networks as gan_aec.dcgan.train_step does."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from gan_aec.dcgan import model as dcgan_model  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(dcgan_model, 'DROPOUT_RATE', 0.0)
+  x, rng, lr = images * 2 - 1, jax.random.key(1), 0.1
+  state = dcgan.create_gan_state(dcgan.Generator(), dcgan.Discriminator(), tx=optax.sgd(lr),
+                                 rng=jax.random.key(0), example_images=x)
+  new_state, metrics = dcgan.train_step(state, {'image': x}, rng, real_label=0.9)
+  z = dcgan.sample_latents(jax.random.split(rng, 4)[0], len(x), 100)  # The step's own draw.
+
+  def port_networks(s):
+    return (models.load_flax_params(models.Generator(dropout=0.0),
+                                    jax.device_get(s.generator.params),
+                                    jax.device_get(s.generator.batch_stats)),
+            models.load_flax_params(models.Discriminator(dropout=0.0),
+                                    jax.device_get(s.discriminator.params),
+                                    jax.device_get(s.discriminator.batch_stats)))
+  g, d = port_networks(state)
+  before = [{k: v.clone() for k, v in n.state_dict().items()} for n in (g, d)]
+  losses = train.dcgan_step(g, d, torch.optim.SGD(g.parameters(), lr),
+                            torch.optim.SGD(d.parameters(), lr), models.to_nchw(x),
+                            torch.from_numpy(np.asarray(z)), 0.9)
+  np.testing.assert_allclose(losses, (metrics['d_loss'], metrics['g_loss']), rtol=1e-5)
+  moved = 0
+  for got, want, start in zip((g, d), port_networks(new_state), before):
+    want = want.state_dict()
+    for key, value in got.state_dict().items():
+      if key.endswith('num_batches_tracked'):
+        continue
+      change, wanted = (value - start[key]).numpy(), (want[key] - start[key]).numpy()
+      if np.abs(wanted).max() < 1e-6:  # A bias before a BatchNorm: no gradient, in both.
+        assert np.abs(change).max() < 1e-6, key
+        continue
+      moved += 1  # Float32 sums in another order; PyTorch's running variance moves towards the
+      # unbiased batch variance, n / (n - 1) of ours, with n >= 128 values per channel here.
+      tolerance = 1e-2 if key.endswith('running_var') else 1e-3
+      np.testing.assert_allclose(change, wanted, atol=tolerance * np.abs(wanted).max(),
+                                 err_msg=key)
+  assert moved >= 20  # Every weight, BatchNorm scale, offset and statistic but those biases.
