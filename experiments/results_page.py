@@ -31,15 +31,17 @@ matches the config its script runs today (re-run the script then).
 seeds, trained together in one program, take at most about an hour on a 2-core CPU: the
 autoencoders 2,000 steps, the VAE 3,000, the DCGAN 2,000, the classifier its config's 3,000.
 A number is the mean ± standard deviation (ddof 1) over the seeds (seeds 0 to K-1); one seed is
-noise here. Beside it, the same model in eager PyTorch (`pytorch_port/`) at the same steps, on the
-same digits in the same batch order, scored by the same code, and the difference of the two
+noise here. Beside it, the same model in eager PyTorch (`pytorch_port/`: the same layers,
+initialisation and optimizer update, each checked against ours by tests/test_pytorch_port.py) at
+the same steps, on the same digits in the same batch order (its own random draws of noise,
+latents and dropout), scored by the same code, and the difference of the two
 means ± its standard error (sqrt(s1²/n1 + s2²/n2)): a difference within about two standard errors
 is no difference these seeds can show. The data are the bundled MNIST digits (the real MNIST test
 set's first 8,000 digits to train, its last 2,000 to test; the test split is the harder half, see
 experiments/README.md). Sample metrics are measured in mnist-clf-v1, the network shipped in the
 package, named with its hash in every summary. The configs' full lengths (`--full`, the original
-report's epochs) were not run here; each section gives their size and their time per seed at the
-measured speed.
+report's epochs) were not run here; each section gives their size and how long they would take
+at the speed it measured.
 '''
 
 

@@ -4,15 +4,15 @@ the reference our trained numbers are compared with. Skipped where torch is not 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from gan_aec import autoencoder, classifier, dcgan, vae
 from gan_aec.data import mnist
 from gan_aec.data.batching import to_float
+from gan_aec.run import config as config_lib, tasks
 
 torch = pytest.importorskip('torch')
-from pytorch_port import models  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pytorch_port import models, train  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture(scope='module')
@@ -51,15 +51,15 @@ def test_autoencoder_port_computes_our_function(images):
 
 
 @pytest.mark.slow
-def test_vae_port_has_our_loss_gradients_and_rmsprop_step(images):
-  model = vae.ConvVAE()
-  state = vae.create_train_state(model, tx=optax.rmsprop(1e-3, decay=0.99, eps_in_sqrt=False),
-                                 rng=jax.random.key(2), example_images=images)
+def test_vae_port_has_our_loss_gradients_and_rmsprop_steps(images):
+  config = tasks.resolve_defaults(config_lib.load_config('vae'))
+  state = tasks.build_task(config).create_state(jax.random.key(2), {'image': images})
   eps = np.asarray(jax.random.normal(jax.random.key(5), (len(images), 2)))
 
   def loss_fn(params):
-    mean, logvar = model.apply({'params': params}, images, method='encode')
-    logits = model.apply({'params': params}, mean + jnp.exp(0.5 * logvar) * eps, method='decode')
+    mean, logvar = state.apply_fn({'params': params}, images, method='encode')
+    logits = state.apply_fn({'params': params}, mean + jnp.exp(0.5 * logvar) * eps,
+                            method='decode')
     return vae.negative_elbo(logits=logits, targets=images, mean=mean,
                              logvar=logvar)['neg_elbo'].mean()
 
@@ -77,11 +77,16 @@ def test_vae_port_has_our_loss_gradients_and_rmsprop_step(images):
     want = np.asarray(want)  # Float32 sums in another order: relative to the largest entry.
     np.testing.assert_allclose(got.numpy(), want, atol=1e-5 * np.abs(want).max())
 
-  # One optimizer step: optax's RMSprop with eps outside the square root is PyTorch's.
-  torch.optim.RMSprop(port.parameters(), 1e-3, alpha=0.99).step()
-  new_params = state.apply_gradients(grads=grads).params
-  np.testing.assert_allclose(port.logvar.weight.detach().numpy(),
-                             np.asarray(new_params['logvar']['kernel']).T, atol=1e-6)
+  # Three steps from the same gradients: our run's optimizer (the config's RMSprop, bias-corrected,
+  # eps inside the square root) and the port's.
+  opt = train.OptaxRMSprop(port.parameters(), config.learning_rate, config.rmsprop_decay,
+                           bias_correction=config.rmsprop_bias_correction)
+  for _ in range(3):
+    opt.step()
+    state = state.apply_gradients(grads=grads)
+  for got, want in ((port.logvar.weight, state.params['logvar']['kernel'].T),
+                    (port.decoder_deconv.bias, state.params['decoder_deconv']['bias'])):
+    np.testing.assert_allclose(got.detach().numpy(), np.asarray(want), atol=1e-6)
 
 
 @pytest.mark.slow
@@ -121,8 +126,6 @@ def test_dcgan_and_classifier_ports_compute_our_functions(images):
 def test_port_initialises_each_layer_as_our_run_does(model):
   """Each conv and linear layer of the port's networks starts from the distribution of ours (the
   state our loop creates from the same config): kernels of the same std and range, zero biases."""
-  from gan_aec.run import config as config_lib, tasks  # pylint: disable=g-import-not-at-top
-  from pytorch_port import train  # pylint: disable=g-import-not-at-top
   config = tasks.resolve_defaults(config_lib.load_config(model))
   state = tasks.build_task(config).create_state(
       jax.random.key(0), {'image': np.zeros((1, 28, 28, 1), np.float32)})
@@ -146,3 +149,48 @@ def test_port_initialises_each_layer_as_our_run_does(model):
       np.testing.assert_allclose(float(w.std()), float(v.std()), rtol=0.1, err_msg=where)
       np.testing.assert_allclose(float(w.abs().max()), float(v.abs().max()), rtol=0.15,
                                  err_msg=where)
+
+
+@pytest.mark.slow
+def test_dcgan_port_step_updates_every_weight_and_statistic_as_our_train_step(images, monkeypatch):
+  """From the same weights, real images and latents, with dropout off and plain SGD (so that each
+  update is the gradient itself), the port's step (train.dcgan_step) changes every parameter and
+  BatchNorm running statistic of both networks as gan_aec.dcgan.train_step does."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from gan_aec.dcgan import model as dcgan_model  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(dcgan_model, 'DROPOUT_RATE', 0.0)
+  x, rng, lr = images * 2 - 1, jax.random.key(1), 0.1
+  state = dcgan.create_gan_state(dcgan.Generator(), dcgan.Discriminator(), tx=optax.sgd(lr),
+                                 rng=jax.random.key(0), example_images=x)
+  new_state, metrics = dcgan.train_step(state, {'image': x}, rng, real_label=0.9)
+  z = dcgan.sample_latents(jax.random.split(rng, 4)[0], len(x), 100)  # The step's own draw.
+
+  def port_networks(s):
+    return (models.load_flax_params(models.Generator(dropout=0.0),
+                                    jax.device_get(s.generator.params),
+                                    jax.device_get(s.generator.batch_stats)),
+            models.load_flax_params(models.Discriminator(dropout=0.0),
+                                    jax.device_get(s.discriminator.params),
+                                    jax.device_get(s.discriminator.batch_stats)))
+  g, d = port_networks(state)
+  before = [{k: v.clone() for k, v in n.state_dict().items()} for n in (g, d)]
+  losses = train.dcgan_step(g, d, torch.optim.SGD(g.parameters(), lr),
+                            torch.optim.SGD(d.parameters(), lr), models.to_nchw(x),
+                            torch.from_numpy(np.asarray(z)), 0.9)
+  np.testing.assert_allclose(losses, (metrics['d_loss'], metrics['g_loss']), rtol=1e-5)
+  moved = 0
+  for got, want, start in zip((g, d), port_networks(new_state), before):
+    want = want.state_dict()
+    for key, value in got.state_dict().items():
+      if key.endswith('num_batches_tracked'):
+        continue
+      change, wanted = (value - start[key]).numpy(), (want[key] - start[key]).numpy()
+      if np.abs(wanted).max() < 1e-6:  # A bias before a BatchNorm: no gradient, in both.
+        assert np.abs(change).max() < 1e-6, key
+        continue
+      moved += 1  # Float32 sums in another order; PyTorch's running variance moves towards the
+      # unbiased batch variance, n / (n - 1) of ours, with n >= 128 values per channel here.
+      tolerance = 1e-2 if key.endswith('running_var') else 1e-3
+      np.testing.assert_allclose(change, wanted, atol=tolerance * np.abs(wanted).max(),
+                                 err_msg=key)
+  assert moved >= 20  # Every weight, BatchNorm scale, offset and statistic but those biases.
