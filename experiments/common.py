@@ -5,8 +5,8 @@ the same model in eager PyTorch, and collect the numbers and figures into
 Each script in this folder is one `Experiment` and ends with `common.main(EXPERIMENT)`; run them
 from the repository root as modules, e.g. `python -m experiments.vae_mnist`. Modes:
   (default)  the standard protocol: the experiment's `standard` budget over `standard_seeds`
-             seeds in one program, sized to take at most about an hour on a 2-core CPU; the
-             numbers on the results page
+             seeds in one program, sized to take about an hour on a 2-core CPU (the DCGAN's
+             four seeds about 1.5 hours); the numbers on the results page
   --full     the config's full length (the original report's epochs), one seed unless --num_seeds
   --quick    a few minutes, for checks (CI-sized); not numbers
 Options:

@@ -28,15 +28,17 @@ summaries give, when a summary was edited after its script wrote it, or when a s
 matches the config its script runs today (re-run the script then).
 
 **The standard protocol.** Each MNIST experiment trains a named budget, sized so that all its
-seeds, trained together in one program, take at most about an hour on a 2-core CPU: the
-autoencoders 2,000 steps, the VAE 3,000, the DCGAN 2,000, the classifier its config's 3,000.
+seeds, trained together in one program, take about an hour on a 2-core CPU (the DCGAN's four
+seeds, the slowest, about an hour and a half): the autoencoders 2,000 steps, the VAE 3,000, the
+DCGAN 2,000, the classifier its config's 3,000.
 A number is the mean ± standard deviation (ddof 1) over the seeds (seeds 0 to K-1); one seed is
 noise here. Beside it, the same model in eager PyTorch (`pytorch_port/`: the same layers,
 initialisation and optimizer update, each checked against ours by tests/test_pytorch_port.py) at
 the same steps, on the same digits in the same batch order (its own random draws of noise,
-latents and dropout), scored by the same code, and the difference of the two
-means ± its standard error (sqrt(s1²/n1 + s2²/n2)): a difference within about two standard errors
-is no difference these seeds can show. The data are the bundled MNIST digits (the real MNIST test
+latents and dropout), scored by the same code, and the difference of the two means ± its
+standard error (sqrt(s1²/n1 + s2²/n2)) with its 95% confidence interval (Welch's t, whose degrees
+of freedom make it wide when one side has few seeds): an interval that holds 0 is no difference
+these seeds can show. The data are the bundled MNIST digits (the real MNIST test
 set's first 8,000 digits to train, its last 2,000 to test; the test split is the harder half, see
 experiments/README.md). Sample metrics are measured in mnist-clf-v1, the network shipped in the
 package, named with its hash in every summary. The configs' full lengths (`--full`, the original
@@ -122,7 +124,8 @@ def _metrics_table(summary: dict[str, Any]) -> list[str]:
   head = f'| metric (step {summary["steps"]:,}) | {ours} |'
   rule = '|---|---|'
   if torch:
-    head += f' eager PyTorch, {torch["finished"]} seeds | ours − PyTorch |'
+    head += (f' eager PyTorch, {torch["finished"]} seeds | ours − PyTorch ± standard error '
+             '(95% interval) |')
     rule += '---|---|'
   if seed:
     head += ' original report |'
@@ -132,12 +135,33 @@ def _metrics_table(summary: dict[str, Any]) -> list[str]:
     line = f'| `{k}` | {_value(metrics, k)} |'
     if torch:
       d = differences.get(k)
-      diff = f'{d["difference"]:+.4g} ± {d["standard_error"]:.2g}' if d else ''
+      diff = ''
+      if d:
+        low, high = interval_95(metrics, seeds, torch['metrics'], torch['finished'], k)
+        diff = (f'{d["difference"]:+.4g} ± {d["standard_error"]:.2g} '
+                f'({_fmt(low)} to {_fmt(high)})')
       line += f' {_value(torch["metrics"], k)} | {diff} |'
     if seed:
       line += f' {_fmt(seed[k]) if k in seed else ""} |'
     lines.append(line)
   return lines + ['']
+
+
+def interval_95(ours: dict[str, Any], n1: int, theirs: dict[str, Any], n2: int,
+                name: str) -> tuple[float, float]:
+  """The 95% confidence interval of ours[name] - theirs[name], two means of n1 and n2 seeds with
+  standard deviations ours[name_std] and theirs[name_std] (ddof 1): Welch's t interval, whose
+  Welch-Satterthwaite degrees of freedom make it as wide as a few seeds warrant (t's 97.5% point
+  is 12.7 standard errors at one degree of freedom, 4.3 at two, ~2 at many)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  terms = [(r.get(f'{name}_std', 0.0) ** 2 / n, n) for r, n in ((ours, n1), (theirs, n2))]
+  variance = sum(t for t, _ in terms)
+  difference = ours[name] - theirs[name]
+  if variance == 0.0:
+    return difference, difference
+  dof = variance ** 2 / sum(t ** 2 / (n - 1) for t, n in terms if n > 1)
+  half = stats.t.ppf(0.975, dof) * variance ** 0.5
+  return difference - half, difference + half
 
 
 def _full_mode_estimate(summary: dict[str, Any]) -> str:

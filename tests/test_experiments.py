@@ -70,6 +70,21 @@ def test_differences_carry_the_standard_error_of_two_means():
   assert out['x'] == {'difference': 0.0, 'standard_error': 0.0} and 'missing' not in out
 
 
+def test_the_page_interval_is_welchs_t_interval():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for n1, n2 in ((8, 4), (4, 2), (2, 2)):
+    a, b = rng.normal(10, 2, n1), rng.normal(9, 1, n2)
+    ours = {'m': a.mean(), 'm_std': a.std(ddof=1)}
+    theirs = {'m': b.mean(), 'm_std': b.std(ddof=1)}
+    want = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert results_page.interval_95(ours, n1, theirs, n2, 'm') == pytest.approx(
+        (want.low, want.high), rel=1e-9)
+  # No spread on either side: the difference itself.
+  assert results_page.interval_95({'m': 2.0}, 4, {'m': 1.5}, 2, 'm') == (0.5, 0.5)
+
+
 def test_a_hand_edit_changes_the_digest():
   summary = {'name': 'x', 'metrics': {'eval_loss': 0.1}}
   summary['digest'] = common.digest(summary)
