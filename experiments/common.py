@@ -44,7 +44,7 @@ import os
 import platform
 import shutil
 import time
-from typing import Any
+from typing import Any, Callable
 
 from gan_aec.run import (config as config_lib, cpu_devices, evaluation, loop, metric_logging,
                          startup, tasks, workdir as run_workdir)
@@ -75,6 +75,8 @@ class Experiment:
     original_report: what the original report shows for this experiment (prose, shown beside ours).
     original_numbers: the report's values of our metrics, where it gives them (a column beside
       ours on the page), e.g. {'loss': 0.097}.
+    network: for a feature network's experiment, f(workdir) -> {'trained': the trained network's
+      name and hash, 'shipped': the shipped one's, 'same': whether they are the same weights}.
   """
   name: str
   title: str
@@ -90,6 +92,7 @@ class Experiment:
   compared: tuple[str, ...] = ()
   original_report: str = ''
   original_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
+  network: Callable[[str], dict[str, Any]] | None = None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -358,6 +361,8 @@ def run(experiment: Experiment, args: argparse.Namespace) -> dict[str, Any]:
       'original_report': experiment.original_report,
       'original_numbers': experiment.original_numbers,
   }
+  if experiment.network:
+    summary['network'] = experiment.network(workdir)
   summary['digest'] = digest(summary)
   with open(os.path.join(out_dir, 'summary.json'), 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=1)

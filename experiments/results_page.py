@@ -201,6 +201,12 @@ def section(summary: dict[str, Any]) -> list[str]:
                  + (f' (code: gan_aec {port_code})' if port_code else '')
                  + f', {torch["wall_s"] / 60:.1f} min in all'
                  + (f'; diverged: seeds {torch["diverged"]}' if torch.get('diverged') else ''))
+  network = summary.get('network')
+  if network:
+    lines.append(f'- the trained weights: {network["trained"]}; the shipped {network["shipped"]}: '
+                 + ('**the same weights**: this command trains the shipped network again, bit for '
+                    'bit' if network['same'] else 'other weights (another network: numbers '
+                    'measured in the two do not compare)'))
   full = summary.get('full_mode')
   if full and summary['mode'] != 'full' and (full['steps'], full['batch_size']) != (
       summary['steps'], summary['batch_size']):  # (The classifier's standard is its full size.)

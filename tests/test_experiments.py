@@ -164,6 +164,24 @@ def test_the_full_mode_estimate_scales_the_wall_time_of_all_the_seeds_trained():
   assert results_page._full_mode_estimate(one).startswith(', about 18 min for one seed ')
 
 
+def test_the_classifier_experiment_says_whether_it_trained_the_shipped_weights(monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  from experiments import mnist_classifier  # pylint: disable=g-import-not-at-top
+  from gan_aec.classifier import shipped  # pylint: disable=g-import-not-at-top
+  params = shipped.load()[1]
+  monkeypatch.setattr(mnist_classifier, '_latest_params', lambda workdir: params)
+  same = mnist_classifier.network('RUN')
+  assert same == {'trained': f'sha256:{shipped.DIGEST}',
+                  'shipped': f'mnist-clf-v1 sha256:{shipped.DIGEST}', 'same': True}
+  moved = jax.tree.map(lambda x: x + 1e-6, params)
+  monkeypatch.setattr(mnist_classifier, '_latest_params', lambda workdir: moved)
+  other = mnist_classifier.network('RUN')
+  assert not other['same'] and other['trained'] != same['trained']
+  summary = results_page.read_summaries(RESULTS)['mnist_classifier']
+  for network, words in ((same, 'the same weights'), (other, 'other weights')):
+    assert words in '\n'.join(results_page.section({**summary, 'network': network}))
+
+
 def test_training_time_sums_each_attempt_from_its_start_to_its_last_record():
   records = [{'event': 'run_start', 'step': 0, 'code': 'a', 'wall_time': 100.0},
              {'step': 10, 'wall_time': 160.0},
