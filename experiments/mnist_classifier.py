@@ -5,8 +5,10 @@
   python -m experiments.mnist_classifier --quick   # 600 steps
 
 --ship writes the trained weights into the package (gan_aec/classifier/mnist_clf_v1.npz): the
-network every MNIST run scores its samples in. Do it once per version: a network trained again is
-another network (another hash), and numbers measured in it are not comparable with the old ones.
+network every MNIST run scores its samples in. Do it once per version: weights trained otherwise
+(another seed, config, or machine's float arithmetic) are another network (another hash), and
+numbers measured in them are not comparable with the old ones. The summary says whether the run
+trained the shipped weights again, bit for bit.
 """
 
 import os
