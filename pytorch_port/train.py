@@ -11,10 +11,11 @@ test split), batched by gan_aec's own input pipeline with the seed of each run, 
 implementations see the same images in the same order. Hyperparameters: each model's gan_aec
 config (configs/<model>.py). Optimizers: PyTorch's Adam (optax's update); the VAE's RMSprop as
 optax computes it (`OptaxRMSprop`: bias-corrected, eps inside the square root, which
-torch.optim.RMSprop cannot express). Initialisation: the one
-each of our models uses (`networks`: the config's kernel_init, the DCGAN's Glorot-uniform), zero
-biases as ours. The DCGAN's samples are scored like ours: N of them against the first N test
-digits in the features of mnist-clf-v1, the network shipped in gan_aec.
+torch.optim.RMSprop cannot express). Initialisation: the one each of our models uses
+(`networks`: the config's kernel_init, the DCGAN's Glorot-uniform), zero biases as ours. Each
+piece is tested against ours (tests/test_pytorch_port.py). The DCGAN's samples are scored like
+ours: N of them against the first N test digits in the features of mnist-clf-v1, the network
+shipped in gan_aec.
 Prints one line per seed, then the mean and standard deviation of each test metric.
 """
 
