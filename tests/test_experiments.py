@@ -245,7 +245,7 @@ def test_a_many_seed_experiment_with_pytorch_rows(tmp_path, monkeypatch):
             'eval_psnr': 14.0, 'train_wall_s': 1.0}
   # The port in place of pytorch_port.train, which needs torch (not part of the test install).
   port = types.ModuleType('pytorch_port.train')
-  port.train_seed = fake_port
+  port.train_seed, port.VERSION = fake_port, 2
   monkeypatch.setitem(sys.modules, 'pytorch_port.train', port)
   monkeypatch.setattr(pytorch_port, 'train', port, raising=False)
   results = tmp_path / 'results'
@@ -264,4 +264,9 @@ def test_a_many_seed_experiment_with_pytorch_rows(tmp_path, monkeypatch):
   assert torch_rows['command'].endswith('--model=autoencoder --seeds=0-2 --steps=10')
   assert summary['differences']['eval_loss']['difference'] == pytest.approx(
       summary['metrics']['eval_loss'] - 0.21)
-  assert '| eager PyTorch, 3 seeds | ours − PyTorch |' in (results / 'README.md').read_text()
+  page = (results / 'README.md').read_text()
+  assert '| eager PyTorch, 3 seeds | ours − PyTorch ± standard error (95% interval) |' in page
+  low, high = results_page.interval_95(summary['metrics'], 2, torch_rows['metrics'], 3,
+                                       'eval_loss')
+  assert low < summary['differences']['eval_loss']['difference'] < high
+  assert f'({results_page._fmt(low)} to {results_page._fmt(high)})' in page
