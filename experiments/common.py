@@ -75,8 +75,9 @@ class Experiment:
     original_report: what the original report shows for this experiment (prose, shown beside ours).
     original_numbers: the report's values of our metrics, where it gives them (a column beside
       ours on the page), e.g. {'loss': 0.097}.
-    network: for a feature network's experiment, f(workdir) -> {'trained': the trained network's
-      name and hash, 'shipped': the shipped one's, 'same': whether they are the same weights}.
+    network: for a feature network's experiment, f(workdir) -> {'trained': 'sha256:<hash>' of
+      the trained weights, 'shipped': the shipped network's name and hash, 'same': whether they
+      are the same weights}.
   """
   name: str
   title: str

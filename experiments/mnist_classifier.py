@@ -19,6 +19,7 @@ from gan_aec.classifier import shipped
 from experiments import common
 from experiments.common import Experiment
 
+
 def _latest_params(workdir: str):
   from gan_aec.run import checkpointing, workdir as run_workdir  # pylint: disable=g-import-not-at-top
   directory = run_workdir.Layout(workdir).checkpoints
